@@ -1,0 +1,68 @@
+"""Mix-FFN (the checkpoints' GLUMBTempConv): a gated conv FFN per frame, then a temporal conv."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sana_video.model.layers import PointwiseConv
+
+
+class TemporalConv(nn.Module):
+    """Kernel-3 conv over frames at each spatial position, stored as the checkpoint's [D, D, 3, 1] weight.
+
+    Run as three shifted matmuls on [B, F, P, D]: out[f] = W₀·y[f−1] + W₁·y[f] + W₂·y[f+1]. Frame −1 is
+    `left` (the previous chunk's last frame) or zero; frame F is always zero.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim, dim, 3, 1))
+
+    def forward(self, y: torch.Tensor, left: torch.Tensor | None) -> torch.Tensor:
+        w = self.weight[..., 0]  # [D_out, D_in, 3]: taps for frames f−1, f, f+1
+        out = F.linear(y, w[..., 1])
+        if y.shape[1] > 1:
+            out[:, 1:] += F.linear(y[:, :-1], w[..., 0])
+            out[:, :-1] += F.linear(y[:, 1:], w[..., 2])
+        if left is not None:
+            out[:, 0] += F.linear(left, w[..., 0])
+        return out
+
+
+class MixFFN(nn.Module):
+    """1×1 conv D→2h + SiLU, 3×3 depthwise conv, GLU u·SiLU(g), 1×1 conv h→D, then y + TemporalConv(y).
+
+    Works on the token layout [B, N, D]; only the depthwise conv needs the spatial grid.
+    """
+
+    def __init__(self, dim: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(mlp_ratio * dim)
+        self.conv_inverted = PointwiseConv(dim, 2 * hidden)
+        self.conv_depth = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden)
+        self.conv_point = PointwiseConv(hidden, dim, bias=False)
+        self.conv_temp = TemporalConv(dim)
+
+    def forward(
+        self, x: torch.Tensor, grid: tuple[int, int, int], left: torch.Tensor | None, return_last: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x [B, N, D] -> (out [B, N, D], this chunk's last spatial frame [B, P, D] if return_last)."""
+        batch, tokens, dim = x.shape
+        frames, rows, cols = grid
+        # 1. Per-frame gated conv
+        y = F.silu(self.conv_inverted(x))  # [B, N, 2h]
+        y = self._depthwise(y, batch * frames, rows, cols).reshape(batch, tokens, -1)
+        u, gate = y.chunk(2, dim=-1)
+        y = self.conv_point(u * F.silu(gate))  # [B, N, D]
+        # 2. Temporal mixing
+        y = y.view(batch, frames, rows * cols, dim)  # [B, F, P, D]
+        out = y + self.conv_temp(y, left)
+        last = y[:, -1].clone() if return_last else None  # a copy, so the state does not pin y
+        return out.view(batch, tokens, dim), last
+
+    def _depthwise(self, y: torch.Tensor, images: int, rows: int, cols: int) -> torch.Tensor:
+        # An NCHW view of channels-last memory: no copy in, and the conv keeps the layout on the way out.
+        y = y.reshape(images, rows, cols, -1).permute(0, 3, 1, 2)
+        return self.conv_depth(y).permute(0, 2, 3, 1).reshape(images, rows * cols, -1)

@@ -1,0 +1,84 @@
+"""ReLU linear attention with RoPE in the numerator, and a running state for block-causal use.
+
+For one head, with φ = ReLU and q̃ = RoPE(φ(q)), k̃ = RoPE(φ(k)):
+
+    S = S₀ + Σ_j v_j k̃_jᵀ        [d_v, d]   fp32
+    z = z₀ + Σ_j φ(k_j)           [d]        fp32
+    o_i = S q̃_i / (z · φ(q_i) + eps)
+
+The derivation and the precision choices are in this folder's README.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from sana_video.ops import dispatch
+from sana_video.ops.linear_attention import eager, naive
+
+
+class LinearAttentionState(NamedTuple):
+    """Running sums over every key seen so far: the context of earlier chunks."""
+
+    kv: torch.Tensor  # S = Σ v k̃ᵀ   [B, H, d_v, d]  fp32
+    k_sum: torch.Tensor  # z = Σ φ(k)    [B, H, d]       fp32
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    initial_state: LinearAttentionState | None = None,
+    output_final_state: bool = False,
+    eps: float = 1e-15,
+) -> tuple[torch.Tensor, LinearAttentionState | None]:
+    """Bidirectional ReLU linear attention over one chunk, reading (and optionally extending) a state.
+
+    Args:
+        q, k: [B, N, H, d] projected (and normed) queries and keys, before ReLU.
+        v: [B, N, H, d_v] values.
+        rope: (cos, sin), each [N, d // 2] fp32: the rotation angle of each interleaved channel pair
+            (x[2i], x[2i+1]) for each token. None skips RoPE.
+        initial_state: the sums of earlier chunks; None means an empty context.
+        output_final_state: also return initial_state plus this chunk's keys and values.
+        eps: added to the normalizer (1e-15, as the reference).
+
+    Returns:
+        o [B, N, H, d_v] in v's dtype, and the final state (or None).
+    """
+    _check(q, k, v, rope, initial_state)
+    impl = dispatch.resolve("linear_attention", q)
+    out, final = impl(q, k, v, rope, initial_state, output_final_state, eps)
+    return out, (LinearAttentionState(*final) if final is not None else None)
+
+
+def _check(q, k, v, rope, state) -> None:
+    if q.ndim != 4 or q.shape != k.shape:
+        raise ValueError(f"q and k must both be [B, N, H, d]; got {tuple(q.shape)} and {tuple(k.shape)}")
+    if v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, N, H, d_v] matching q's {tuple(q.shape[:3])}; got {tuple(v.shape)}")
+    batch, tokens, heads, dim = q.shape
+    if rope is not None:
+        if dim % 2:
+            raise ValueError(f"RoPE rotates channel pairs, so the head dim must be even (got {dim})")
+        for table in rope:
+            if table.shape != (tokens, dim // 2):
+                raise ValueError(
+                    f"rope tables must be [N, d/2] = {(tokens, dim // 2)}; got {tuple(table.shape)}"
+                )
+    if state is not None:
+        want_kv, want_k = (batch, heads, v.shape[-1], dim), (batch, heads, dim)
+        if tuple(state.kv.shape) != want_kv or tuple(state.k_sum.shape) != want_k:
+            raise ValueError(
+                f"state shapes kv {tuple(state.kv.shape)}, k_sum {tuple(state.k_sum.shape)} do not match "
+                f"this input: need kv {want_kv} and k_sum {want_k}"
+            )
+
+
+dispatch.register("linear_attention", "eager", eager.linear_attention, priority=0)
+dispatch.register("linear_attention", "naive", naive.linear_attention, priority=-1)
+
+__all__ = ["LinearAttentionState", "linear_attention"]
