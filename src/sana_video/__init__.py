@@ -1,7 +1,29 @@
-"""sana-video: SANA-Video text/image-to-video generation."""
+"""sana-video: SANA-Video text/image-to-video generation.
 
-from sana_video.model import SanaVideoState, SanaVideoTransformer3DModel, SanaVideoTransformerOutput
+The public API. Names are imported on first use, so `sana-video --help` does not wait for torch and
+diffusers to load.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "SanaVideoState": "sana_video.model",
+    "SanaVideoTransformer3DModel": "sana_video.model",
+    "SanaVideoTransformerOutput": "sana_video.model",
+}
+
 __all__ = ["SanaVideoState", "SanaVideoTransformer3DModel", "SanaVideoTransformerOutput", "__version__"]
+
+if TYPE_CHECKING:
+    from sana_video.model import SanaVideoState, SanaVideoTransformer3DModel, SanaVideoTransformerOutput
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'sana_video' has no attribute {name!r}")

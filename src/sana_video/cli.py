@@ -7,12 +7,12 @@ import logging
 import sys
 import time
 
-import torch
-
 import sana_video
 
 
 def _default_device() -> str:
+    import torch
+
     if torch.cuda.is_available():
         return "cuda"
     if torch.backends.mps.is_available():
@@ -22,6 +22,8 @@ def _default_device() -> str:
 
 def _demo(args: argparse.Namespace) -> int:
     """Build a random tiny transformer, run one forward, then the same clip chunk by chunk through the state."""
+    import torch
+
     from sana_video import SanaVideoTransformer3DModel
 
     torch.manual_seed(args.seed)

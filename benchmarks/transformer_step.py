@@ -1,0 +1,126 @@
+"""Transformer step: ours vs diffusers on the same card, same random weights, same inputs.
+
+    python benchmarks/transformer_step.py                      # 2B-480p, 480×832×81, CFG batch 2, bf16, CUDA
+    python benchmarks/transformer_step.py --preset tiny --device cpu --latent 5 16 16 --text-len 8   # smoke
+
+Reports, per case: median step time over --repeats timed runs after warm-up, peak memory, the relative
+error of our output against diffusers' (and against diffusers in fp32 with --fp32-check), and, for the
+long-video chunk, the size of the state. Prints a table at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from sana_video import SanaVideoTransformer3DModel
+from sana_video.model.presets import preset
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, warmup: int, repeats: int) -> tuple[float, float]:
+    """Median seconds per call and peak memory (GiB, CUDA only) of fn()."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return statistics.median(times), peak
+
+
+def rel_err(a, b) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="2b-480p")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--latent", type=int, nargs=3, default=(21, 60, 104), metavar=("F", "H", "W"))
+    parser.add_argument("--batch", type=int, default=2, help="2 = a CFG step")
+    parser.add_argument("--text-len", type=int, default=300)
+    parser.add_argument("--chunk", type=int, default=10, help="latent frames of the long-video chunk case")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--fp32-check", action="store_true", help="also compare both bf16 models with fp32")
+    args = parser.parse_args()
+
+    from diffusers import SanaVideoTransformer3DModel as DiffusersSanaVideo
+
+    device, dtype = torch.device(args.device), torch.bfloat16
+    cfg = preset(args.preset)
+    torch.manual_seed(0)
+    with torch.device(device):
+        reference = DiffusersSanaVideo(**cfg).eval()
+        ours = SanaVideoTransformer3DModel(**cfg).eval()
+    ours.load_state_dict(reference.state_dict())
+    gen = torch.Generator(device).manual_seed(0)
+    frames, height, width = args.latent
+    x = torch.randn(args.batch, cfg["in_channels"], frames, height, width, generator=gen, device=device)
+    text = torch.randn(args.batch, args.text_len, cfg["caption_channels"], generator=gen, device=device)
+    mask = torch.ones(args.batch, args.text_len, dtype=torch.long, device=device)
+    mask[:, args.text_len // 3 :] = 0  # a padded prompt, as from the pipeline
+    t = torch.full((args.batch,), 999, device=device)
+
+    rows = []
+    with torch.no_grad():
+        truth = None
+        if args.fp32_check:
+            truth = reference(x, text, t, encoder_attention_mask=mask).sample.float()
+        reference.to(dtype)
+        # Keep diffusers' RoPE tables fp32, as its from_pretrained(torch_dtype=bf16) does.
+        reference.rope.freqs_cos, reference.rope.freqs_sin = reference.rope.freqs_cos.float(), reference.rope.freqs_sin.float()
+        ours.to(dtype)
+        xb, tb = x.to(dtype), text.to(dtype)
+
+        ref_out = reference(xb, tb, t, encoder_attention_mask=mask).sample
+        our_out = ours(xb, tb, t, encoder_attention_mask=mask).sample
+        err = rel_err(our_out, ref_out)
+        errs32 = (rel_err(our_out, truth), rel_err(ref_out, truth)) if truth is not None else (None, None)
+        del ref_out, our_out, truth
+
+        tokens = frames * height * width // (cfg["patch_size"][1] * cfg["patch_size"][2])
+        case = f"{args.preset} {frames}x{height}x{width} ({tokens} tok) B={args.batch}"
+        sec, peak = timed(lambda: reference(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats)
+        rows.append((case, "diffusers eager", sec, peak, "-"))
+        sec, peak = timed(lambda: ours(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats)
+        rows.append((case, "ours eager", sec, peak, f"{err:.2e}"))
+
+        # Long-video chunk: batch 1, reading a state, producing the next one.
+        chunk = min(args.chunk, frames)
+        x1, t1, m1 = xb[:1, :, :chunk], t[:1], mask[:1]
+        state = ours(x1, tb[:1], t1, encoder_attention_mask=m1, return_state=True).state
+        sec, peak = timed(
+            lambda: ours(x1, tb[:1], t1, encoder_attention_mask=m1, state=state, frame_offset=chunk, return_state=True),
+            device,
+            args.warmup,
+            args.repeats,
+        )
+        rows.append((f"chunk {chunk}x{height}x{width} B=1 +state", "ours eager", sec, peak, f"state {state.nbytes / 2**20:.1f} MiB"))
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    print(f"\ndevice: {name}, torch {torch.__version__}, dtype {dtype}")
+    if errs32[0] is not None:
+        print(f"rel. error vs diffusers fp32: ours bf16 {errs32[0]:.2e}, diffusers bf16 {errs32[1]:.2e}")
+    print(f"{'case':44s} {'impl':18s} {'median s':>9s} {'peak GiB':>9s}  note")
+    for case, impl, sec, peak, note in rows:
+        print(f"{case:44s} {impl:18s} {sec:9.3f} {peak:9.1f}  {note}")
+
+
+if __name__ == "__main__":
+    main()
