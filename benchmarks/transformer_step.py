@@ -48,7 +48,9 @@ def rel_err(a, b) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="2b-480p")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--latent", type=int, nargs=3, default=(21, 60, 104), metavar=("F", "H", "W"))
@@ -84,7 +86,10 @@ def main() -> None:
             truth = reference(x, text, t, encoder_attention_mask=mask).sample.float()
         reference.to(dtype)
         # Keep diffusers' RoPE tables fp32, as its from_pretrained(torch_dtype=bf16) does.
-        reference.rope.freqs_cos, reference.rope.freqs_sin = reference.rope.freqs_cos.float(), reference.rope.freqs_sin.float()
+        reference.rope.freqs_cos, reference.rope.freqs_sin = (
+            reference.rope.freqs_cos.float(),
+            reference.rope.freqs_sin.float(),
+        )
         ours.to(dtype)
         xb, tb = x.to(dtype), text.to(dtype)
 
@@ -96,9 +101,13 @@ def main() -> None:
 
         tokens = frames * height * width // (cfg["patch_size"][1] * cfg["patch_size"][2])
         case = f"{args.preset} {frames}x{height}x{width} ({tokens} tok) B={args.batch}"
-        sec, peak = timed(lambda: reference(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats)
+        sec, peak = timed(
+            lambda: reference(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats
+        )
         rows.append((case, "diffusers eager", sec, peak, "-"))
-        sec, peak = timed(lambda: ours(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats)
+        sec, peak = timed(
+            lambda: ours(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats
+        )
         rows.append((case, "ours eager", sec, peak, f"{err:.2e}"))
 
         # Long-video chunk: batch 1, reading a state, producing the next one.
@@ -106,12 +115,22 @@ def main() -> None:
         x1, t1, m1 = xb[:1, :, :chunk], t[:1], mask[:1]
         state = ours(x1, tb[:1], t1, encoder_attention_mask=m1, return_state=True).state
         sec, peak = timed(
-            lambda: ours(x1, tb[:1], t1, encoder_attention_mask=m1, state=state, frame_offset=chunk, return_state=True),
+            lambda: ours(
+                x1, tb[:1], t1, encoder_attention_mask=m1, state=state, frame_offset=chunk, return_state=True
+            ),
             device,
             args.warmup,
             args.repeats,
         )
-        rows.append((f"chunk {chunk}x{height}x{width} B=1 +state", "ours eager", sec, peak, f"state {state.nbytes / 2**20:.1f} MiB"))
+        rows.append(
+            (
+                f"chunk {chunk}x{height}x{width} B=1 +state",
+                "ours eager",
+                sec,
+                peak,
+                f"state {state.nbytes / 2**20:.1f} MiB",
+            )
+        )
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     print(f"\ndevice: {name}, torch {torch.__version__}, dtype {dtype}")

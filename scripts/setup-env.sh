@@ -24,8 +24,12 @@ elif [ "$(uname -s)" = "Darwin" ] || { command -v nvidia-smi >/dev/null 2>&1 && 
   echo "setup: installing torch"
   "${pip[@]}" install torch
 else
+  # The CPU build is the "+cpu" local version. Machines of this project's kind hold that wheel locally;
+  # elsewhere it comes from PyTorch's CPU index (asked only if needed: where it is unreachable pip
+  # retries it for every dependency).
   echo "setup: no GPU found, installing the CPU build of torch"
-  "${pip[@]}" install "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+  "${pip[@]}" install "torch==2.13.0+cpu" 2>/dev/null ||
+    "${pip[@]}" install "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
 fi
 
 spec="."

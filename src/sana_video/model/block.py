@@ -53,16 +53,13 @@ class SanaVideoBlock(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = (
             self.scale_shift_table + mod.unflatten(-1, (6, -1))
         ).unbind(-2)
+        context, left_frame = (state.attention, state.last_frame) if state is not None else (None, None)
         # 2. Linear self-attention (reads the earlier chunks' sums)
-        attn, attn_state = self.attn1(
-            modulate(self.norm1(x), shift1, scale1), rope, state and state.attention, return_state
-        )
+        attn, attn_state = self.attn1(modulate(self.norm1(x), shift1, scale1), rope, context, return_state)
         x = x + gate1 * attn
         # 3. Cross-attention to the text, no norm, no gate
         x = x + self.attn2(x, text, text_bias)
         # 4. Mix-FFN (its temporal conv reads the previous chunk's last frame)
-        ff, last_frame = self.ff(
-            modulate(self.norm2(x), shift2, scale2), grid, state and state.last_frame, return_state
-        )
+        ff, last_frame = self.ff(modulate(self.norm2(x), shift2, scale2), grid, left_frame, return_state)
         x = x + gate2 * ff
         return x, (LayerState(attn_state, last_frame) if return_state else None)

@@ -27,7 +27,7 @@ class TemporalConv(nn.Module):
             out[:, 1:] += F.linear(y[:, :-1], w[..., 0])
             out[:, :-1] += F.linear(y[:, 1:], w[..., 2])
         if left is not None:
-            out[:, 0] += F.linear(left, w[..., 0])
+            out[:, 0] += F.linear(left.to(y.dtype), w[..., 0])
         return out
 
 
