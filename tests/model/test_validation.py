@@ -79,6 +79,15 @@ def test_state_from_another_resolution_raises(model, inputs):
         _call(model, small, state=state, frame_offset=3)
 
 
+def test_reading_a_state_at_an_overlapping_offset_raises(model, inputs):
+    with torch.no_grad():
+        state = model(**inputs, return_state=True).state
+    with pytest.raises(
+        ValueError, match=r"frame_offset 0 overlaps the state, .* frames 0\.\.2: .* frame_offset=3"
+    ):
+        _call(model, inputs, state=state)
+
+
 def test_frames_beyond_rope_table_raise_for_chunks(model, inputs):
     """A chunk is checked at its absolute position: frames 30..32 do not fit a 32-position table."""
     with pytest.raises(ValueError, match="RoPE"):

@@ -229,10 +229,17 @@ class SanaVideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             )
         grid = (frames // cfg.patch_size[0], height // cfg.patch_size[1], width // cfg.patch_size[2])
         if state is not None:
-            self._check_state(state, batch, grid)
+            self._check_state(state, batch, grid, frame_offset)
         return grid
 
-    def _check_state(self, state: SanaVideoState, batch: int, grid: tuple[int, int, int]) -> None:
+    def _check_state(
+        self, state: SanaVideoState, batch: int, grid: tuple[int, int, int], frame_offset: int
+    ) -> None:
+        if frame_offset < state.num_frames:
+            raise ValueError(
+                f"frame_offset {frame_offset} overlaps the state, which covers latent frames "
+                f"0..{state.num_frames - 1}: a chunk that reads it starts at frame_offset={state.num_frames} or later"
+            )
         if len(state.layers) != len(self.transformer_blocks):
             raise ValueError(
                 f"state has {len(state.layers)} layers; this model has {len(self.transformer_blocks)}"
