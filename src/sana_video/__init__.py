@@ -12,15 +12,34 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "RECOMMENDED_NEGATIVE_PROMPT": "sana_video.pipelines",
+    "SanaImageToVideoPipeline": "sana_video.pipelines",
+    "SanaVideoPipeline": "sana_video.pipelines",
+    "SanaVideoPipelineOutput": "sana_video.pipelines",
     "SanaVideoState": "sana_video.model",
     "SanaVideoTransformer3DModel": "sana_video.model",
     "SanaVideoTransformerOutput": "sana_video.model",
 }
 
-__all__ = ["SanaVideoState", "SanaVideoTransformer3DModel", "SanaVideoTransformerOutput", "__version__"]
+__all__ = [
+    "RECOMMENDED_NEGATIVE_PROMPT",
+    "SanaImageToVideoPipeline",
+    "SanaVideoPipeline",
+    "SanaVideoPipelineOutput",
+    "SanaVideoState",
+    "SanaVideoTransformer3DModel",
+    "SanaVideoTransformerOutput",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from sana_video.model import SanaVideoState, SanaVideoTransformer3DModel, SanaVideoTransformerOutput
+    from sana_video.pipelines import (
+        RECOMMENDED_NEGATIVE_PROMPT,
+        SanaImageToVideoPipeline,
+        SanaVideoPipeline,
+        SanaVideoPipelineOutput,
+    )
 
 
 def __getattr__(name: str):
