@@ -72,3 +72,18 @@ def num_tokens(cfg: dict, x: torch.Tensor) -> int:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def t2v_dir(tmp_path_factory):
+    """A tiny random text-to-video pipeline saved by diffusers' save_pretrained."""
+    from tests.pipelines.components import save_diffusers_pipeline
+
+    return save_diffusers_pipeline(tmp_path_factory.mktemp("t2v"), "t2v")
+
+
+@pytest.fixture(scope="session")
+def i2v_dir(tmp_path_factory):
+    from tests.pipelines.components import save_diffusers_pipeline
+
+    return save_diffusers_pipeline(tmp_path_factory.mktemp("i2v"), "i2v")

@@ -1,13 +1,27 @@
-"""The `sana-video` command. Subcommands parse options and print; the work lives in the package."""
+"""The `sana-video` command. Option parsing and output writing live here; the work lives in the package."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
+import secrets
+import shlex
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import sana_video
+
+logger = logging.getLogger("sana_video.cli")
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+class CLIError(Exception):
+    """A problem with the user's input: printed as one line, no traceback."""
 
 
 def _default_device() -> str:
@@ -18,6 +32,9 @@ def _default_device() -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+# demo
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -74,20 +91,310 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# generate
+
+
+@dataclass
+class Job:
+    """One pipeline call: a prompt and the videos it makes."""
+
+    prompt: str
+    outputs: list[Path]
+    seeds: list[int]
+
+
+def _slug(text: str, length: int = 40) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower())[:length].strip("-") or "video"
+
+
+def _free_name(folder: Path, stem: str, taken: set[Path]) -> Path:
+    """folder/stem.mp4, or stem-2.mp4, stem-3.mp4, ... : default names never overwrite."""
+    candidate, n = folder / f"{stem}.mp4", 1
+    while candidate.exists() or candidate in taken:
+        n += 1
+        candidate = folder / f"{stem}-{n}.mp4"
+    taken.add(candidate)
+    return candidate
+
+
+def _read_prompts(args) -> list[tuple[int | None, str]]:
+    if args.prompt_file is not None:
+        try:
+            lines = Path(args.prompt_file).read_text().splitlines()
+        except OSError as e:
+            raise CLIError(f"cannot read prompt file {args.prompt_file}: {e.strerror or e}") from None
+        prompts = [
+            (i, line.strip()) for i, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")
+        ]
+        if not prompts:
+            raise CLIError(
+                f"prompt file {args.prompt_file} has no prompts (one per line; # starts a comment)"
+            )
+        if args.prompt or args.prompt_text:
+            raise CLIError("give a prompt or --prompt-file, not both")
+        return prompts
+    prompt = args.prompt or args.prompt_text
+    if not prompt or not prompt.strip():
+        raise CLIError('no prompt: give one (sana-video generate "a red fox in the snow") or --prompt-file')
+    return [(None, prompt.strip())]
+
+
+def _plan(args) -> list[Job]:
+    """Validate everything that can be checked without loading weights, and name the outputs."""
+    from sana_video.pipelines import sizes
+
+    model = Path(args.model) if args.model else None
+    if model is None:
+        raise CLIError("--model DIR is required (a diffusers-format SANA-Video folder; no model ships yet)")
+    if not (model / "model_index.json").is_file():
+        raise CLIError(f"--model {model}: not a pipeline folder (no model_index.json there)")
+    try:
+        temporal, multiple = sizes.folder_geometry(model)
+        sizes.check_frames(args.frames, temporal)
+        sizes.check_size("--height", args.height, multiple)
+        sizes.check_size("--width", args.width, multiple)
+    except (OSError, ValueError, KeyError) as e:
+        raise CLIError(str(e)) from None
+    if args.image is not None:
+        args.image_pil = _load_image(args.image)
+
+    prompts = _read_prompts(args)
+    if args.out is not None and (len(prompts) > 1 or args.num_videos > 1):
+        raise CLIError("--out names one video; for several use --out-dir")
+    folder = Path(args.out).parent if args.out else Path(args.out_dir)
+    _check_writable(folder)
+
+    base_seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    jobs, taken, count = [], set(), 0
+    for line, prompt in prompts:
+        seeds = [base_seed + count + k for k in range(args.num_videos)]
+        count += args.num_videos
+        if args.out is not None:
+            outputs = [Path(args.out)]
+        elif line is not None:  # a prompt file: fixed names, so a rerun can skip what exists
+            stem = f"{line:03d}-{_slug(prompt)}"
+            outputs = [
+                folder / (f"{stem}.mp4" if args.num_videos == 1 else f"{stem}-{k + 1}.mp4")
+                for k in range(args.num_videos)
+            ]
+        else:
+            outputs = [_free_name(folder, f"{_slug(prompt)}-{seed}", taken) for seed in seeds]
+        jobs.append(Job(prompt, outputs, seeds))
+    return jobs
+
+
+def _load_image(path: str):
+    import PIL.Image
+
+    try:
+        with PIL.Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise CLIError(f"--image {path}: no such file") from None
+    except (OSError, ValueError, PIL.UnidentifiedImageError) as e:
+        raise CLIError(f"--image {path}: not a readable image ({e.__class__.__name__})") from None
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".sana-video-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise CLIError(f"cannot write to output folder {folder}: {e.strerror or e}") from None
+
+
+def _parse_lora(spec: str) -> tuple[str, float]:
+    path, _, scale = spec.rpartition(":")
+    try:
+        return (path, float(scale)) if path else (spec, 1.0)
+    except ValueError:
+        return spec, 1.0  # the colon belonged to the path
+
+
+class _Stage:
+    """Times one stage and prints its one-line summary (unless quiet)."""
+
+    def __init__(self, name: str, quiet: bool, timings: dict[str, float]):
+        self.name, self.quiet, self.timings, self.detail = name, quiet, timings, ""
+
+    def __enter__(self) -> _Stage:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        seconds = time.perf_counter() - self._start
+        self.timings[f"{self.name}_s"] = round(seconds, 3)
+        if exc_type is None and not self.quiet:
+            print(f"{self.name:8s}{seconds:7.1f} s  {self.detail}".rstrip(), flush=True)
+
+
+def _load_pipeline(args):
+    import torch
+
+    from sana_video import SanaImageToVideoPipeline, SanaVideoPipeline
+    from sana_video.sampling import with_shift
+
+    device = args.device or _default_device()
+    if args.dtype == "auto":
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    else:
+        dtype = getattr(torch, DTYPES[args.dtype])
+    if args.offload and device != "cuda":
+        raise CLIError("--offload moves models between the CPU and a GPU; there is no GPU here")
+    cls = SanaImageToVideoPipeline if args.image is not None else SanaVideoPipeline
+    # The VAE stays fp32, as the model card recommends.
+    pipe = cls.from_pretrained(
+        args.model, torch_dtype={"transformer": dtype, "text_encoder": dtype, "default": torch.float32}
+    )
+    if args.shift is not None:
+        pipe.scheduler = with_shift(pipe.scheduler, args.shift)
+    loras = [_parse_lora(spec) for spec in args.lora]
+    for i, (path, _) in enumerate(loras):
+        if not Path(path).exists():
+            raise CLIError(f"--lora {path}: no such file or folder")
+        pipe.load_lora_weights(path, adapter_name=f"lora{i}")
+    if loras:
+        pipe.set_adapters([f"lora{i}" for i in range(len(loras))], [scale for _, scale in loras])
+    if args.vae_tiling:
+        pipe.vae.enable_tiling()
+    if args.offload:
+        pipe.enable_model_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+    pipe.set_progress_bar_config(disable=args.quiet, leave=False)
+    return pipe, device, dtype
+
+
+def _generate(args: argparse.Namespace) -> int:
+    jobs = _plan(args)
+    pending = [job for job in jobs if not all(p.exists() for p in job.outputs)]
+    if len(pending) < len(jobs) and not args.quiet:
+        print(f"skip     {len(jobs) - len(pending)} of {len(jobs)} prompts: already written")
+    if not pending:
+        return 0
+    timings: dict[str, float] = {}
+    with _Stage("load", args.quiet, timings) as stage:
+        pipe, device, dtype = _load_pipeline(args)
+        stage.detail = (
+            f"{type(pipe).__name__} from {args.model} ({str(dtype).removeprefix('torch.')} on {device})"
+        )
+    for job in pending:
+        _generate_job(pipe, job, args, dict(timings), device, dtype)
+    return 0
+
+
+def _generate_job(pipe, job: Job, args, timings: dict[str, float], device: str, dtype) -> None:
+    import torch
+
+    from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, motion_prompt
+    from sana_video.sampling import flow_shift
+    from sana_video.video import export_to_video
+
+    full_prompt = motion_prompt(job.prompt, args.motion_score)
+    guided = args.guidance > 1.0
+    with _Stage("encode", args.quiet, timings) as stage:
+        text, text_mask, negative, negative_mask = pipe.encode_prompt(
+            full_prompt,
+            guided,
+            negative_prompt=args.negative_prompt,
+            num_videos_per_prompt=args.num_videos,
+            complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION,
+        )
+        stage.detail = repr(full_prompt if len(full_prompt) < 70 else full_prompt[:67] + "...")
+    with _Stage("denoise", args.quiet, timings) as stage:
+        latents = pipe(
+            **({"image": args.image_pil} if args.image is not None else {}),
+            prompt_embeds=text,
+            prompt_attention_mask=text_mask,
+            negative_prompt=None,
+            negative_prompt_embeds=negative,
+            negative_prompt_attention_mask=negative_mask,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            height=args.height,
+            width=args.width,
+            frames=args.frames,
+            generator=[torch.Generator().manual_seed(seed) for seed in job.seeds],
+            output_type="latent",
+            use_resolution_binning=False,
+        ).frames
+        stage.detail = (
+            f"{args.steps} steps, {len(job.seeds)} × {args.frames} frames of {args.height}×{args.width}, "
+            f"seed {', '.join(map(str, job.seeds))}"
+        )
+    with _Stage("decode", args.quiet, timings):
+        videos = pipe.decode_latents(latents, output_type="np")
+    with _Stage("write", args.quiet, timings) as stage:
+        common = {
+            "mode": "image-to-video" if args.image is not None else "text-to-video",
+            "prompt": job.prompt,
+            "full_prompt": full_prompt,
+            "negative_prompt": args.negative_prompt if guided else None,
+            "motion_score": args.motion_score,
+            "image": str(Path(args.image).resolve()) if args.image is not None else None,
+            "generator": "torch.Generator('cpu').manual_seed(seed)",
+            "steps": args.steps,
+            "guidance": args.guidance,
+            "scheduler": type(pipe.scheduler).__name__,
+            "shift": flow_shift(pipe.scheduler),
+            "height": args.height,
+            "width": args.width,
+            "frames": args.frames,
+            "fps": args.fps,
+            "model": str(Path(args.model).resolve()),
+            "lora": args.lora,
+            "dtype": str(dtype).removeprefix("torch."),
+            "device": device,
+            "sana_video_version": sana_video.__version__,
+            "command": shlex.join(["sana-video", *sys.argv[1:]]),
+        }
+        for path, seed, video in zip(job.outputs, job.seeds, videos):
+            export_to_video(video, path, fps=args.fps, metadata={**common, "seed": seed, "timings": timings})
+        stage.detail = ", ".join(str(p) for p in job.outputs) + " (+ .json)"
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {value})")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative (got {value})")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line, no usage block: `sana-video generate: error: argument --steps: must be at least 1`."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sana-video", description="SANA-Video text/image-to-video generation."
-    )
+    from sana_video.pipelines.text import RECOMMENDED_NEGATIVE_PROMPT
+
+    parser = _Parser(prog="sana-video", description="SANA-Video text/image-to-video generation.")
     parser.add_argument("--version", action="version", version=f"sana-video {sana_video.__version__}")
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log what the library chooses (fast paths, ...)"
+        "-v", "--verbose", action="store_true", help="log the library's choices; show tracebacks"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -96,6 +403,53 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=_positive_int, default=5, help="latent frames (default: 5)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
+
+    gen = commands.add_parser(
+        "generate",
+        help="text-to-video, or image-to-video with --image",
+        description="Generate videos. Writes MP4 (H.264) and a JSON sidecar with everything needed to reproduce it.",
+    )
+    gen.add_argument("prompt", nargs="?", help="what to show")
+    gen.add_argument("--prompt", dest="prompt_text", help="the prompt, as an option")
+    gen.add_argument("--prompt-file", help="one prompt per line: one video each, the model loaded once; "
+                     "a rerun skips the videos already written")  # fmt: skip
+    gen.add_argument(
+        "--negative-prompt", default=RECOMMENDED_NEGATIVE_PROMPT, help="(default: the model card's)"
+    )
+    gen.add_argument("--model", help="a diffusers-format SANA-Video folder (required for now)")
+    gen.add_argument("--image", help="first frame: image-to-video")
+    gen.add_argument(
+        "--height", type=int, default=480, help="pixels, a multiple of 16 for the 480p model (default: 480)"
+    )
+    gen.add_argument("--width", type=int, default=832, help="(default: 832)")
+    gen.add_argument("--frames", type=int, default=81, help="4k+1 frames (default: 81, 5 s at 16 fps)")
+    gen.add_argument("--fps", type=_positive_float, default=16, help="of the MP4 (default: 16)")
+    gen.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default: 50)")
+    gen.add_argument(
+        "--guidance", type=_non_negative_float, default=6.0, help="CFG scale; ≤ 1 is off (default: 6)"
+    )
+    gen.add_argument("--shift", type=_positive_float, help="flow shift (default: the scheduler's, 8)")
+    gen.add_argument("--seed", type=int, help="(default: random; always printed and recorded)")
+    gen.add_argument("--motion-score", type=_non_negative_float, default=30,
+                     help="appended to the prompt as ' motion score: N.' (default: 30)")  # fmt: skip
+    gen.add_argument("--num-videos", type=_positive_int, default=1, help="videos per prompt (default: 1)")
+    where = gen.add_mutually_exclusive_group()
+    where.add_argument("--out", help="output file (one video)")
+    where.add_argument("--out-dir", default="outputs", help="output folder (default: outputs)")
+    gen.add_argument("--dtype", choices=["auto", *DTYPES], default="auto",
+                     help="transformer and text encoder (default: bf16 on CUDA, else fp32; the VAE is fp32)")  # fmt: skip
+    gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU memory)")
+    gen.add_argument("--vae-tiling", action="store_true", help="decode in tiles (GPU memory)")
+    gen.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH[:SCALE]",
+        help="a LoRA file or folder (repeatable)",
+    )
+    gen.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    gen.set_defaults(run=_generate)
     return parser
 
 
@@ -104,7 +458,32 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s"
     )
-    return args.run(args)
+    if not args.verbose:
+        _silence_libraries()
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("sana-video: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, OSError) as e:
+        if args.verbose:
+            raise
+        print(f"sana-video: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _silence_libraries() -> None:
+    """Keep the libraries' loading bars, notices and deprecation warnings out of the command's output."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="diffusers|transformers|peft")
 
 
 if __name__ == "__main__":

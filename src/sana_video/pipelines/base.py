@@ -87,6 +87,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
 
     # Text
 
+    @torch.no_grad()
     def encode_prompt(
         self,
         prompt: str | list[str] | None,
@@ -316,6 +317,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         inv_std = 1.0 / std.view(1, -1, 1, 1, 1).to(device, dtype)
         return mean, inv_std
 
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, output_type: str = "pil", resize_to=None):
         """Normalized latents -> frames. `resize_to` (height, width) resizes and center-crops (binning)."""
         latents = latents.to(self.vae.dtype)
@@ -325,6 +327,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
             video = self.video_processor.resize_and_crop_tensor(video, resize_to[1], resize_to[0])
         return self.video_processor.postprocess_video(video, output_type=output_type)
 
+    @torch.no_grad()
     def encode_image_latents(self, image: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] in [-1, 1] -> normalized latents of a one-frame video [B, C, 1, H', W'] (the mode)."""
         pixels = image.unsqueeze(2).to(device=self._execution_device, dtype=self.vae.dtype)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 # Aspect-ratio bins (height/width -> (height, width)) of the official pipelines, chosen by the
 # transformer's `sample_size`: 30 for the 480p model, 22 for the 720p one.
 ASPECT_RATIO_BINS: dict[int, dict[float, tuple[int, int]]] = {
@@ -55,3 +58,12 @@ def binned_size(height: int, width: int, sample_size: int, multiple: int) -> tup
     bins = ASPECT_RATIO_BINS[sample_size]
     ratio = min(bins, key=lambda r: abs(r - height / width))
     return tuple(max(multiple, round(side / multiple) * multiple) for side in bins[ratio])
+
+
+def folder_geometry(folder) -> tuple[int, int]:
+    """(temporal factor, size multiple) of a saved pipeline, read from its config files (no weights)."""
+    vae = json.loads((Path(folder) / "vae" / "config.json").read_text())
+    transformer = json.loads((Path(folder) / "transformer" / "config.json").read_text())
+    temporal = vae.get("scale_factor_temporal") or vae.get("temporal_compression_ratio") or 4
+    spatial = vae.get("scale_factor_spatial") or vae.get("spatial_compression_ratio") or 8
+    return temporal, spatial * transformer.get("patch_size", (1, 2, 2))[1]

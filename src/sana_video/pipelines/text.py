@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import re
 import urllib.parse
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # The "complex human instruction" (CHI) the official pipelines put before every positive prompt.
 COMPLEX_HUMAN_INSTRUCTION = [
@@ -49,7 +51,6 @@ def preprocess(prompt: str, clean: bool) -> str:
     return clean_caption(prompt) if clean else prompt.lower().strip()
 
 
-@torch.no_grad()
 def encode_prompts(
     tokenizer,
     text_encoder,
@@ -65,6 +66,8 @@ def encode_prompts(
     With a CHI, it is prepended to each (lower-cased) prompt and the text is tokenized to the CHI's length
     plus max_sequence_length − 2; then BOS and the last max_sequence_length − 1 positions are kept.
     """
+    import torch  # here, so that the prompt helpers above import without torch
+
     texts = [preprocess(p, clean) for p in prompts]
     length = max_sequence_length
     if complex_human_instruction:
@@ -81,6 +84,7 @@ def encode_prompts(
         return_tensors="pt",
     )
     ids, mask = tokens.input_ids.to(device), tokens.attention_mask.to(device)
-    embeds = text_encoder(ids, attention_mask=mask)[0].to(text_encoder.dtype)
+    with torch.no_grad():
+        embeds = text_encoder(ids, attention_mask=mask)[0].to(text_encoder.dtype)
     keep = [0, *range(-max_sequence_length + 1, 0)]  # BOS + the last max_sequence_length − 1 positions
     return embeds[:, keep], mask[:, keep]
