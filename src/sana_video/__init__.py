@@ -19,6 +19,7 @@ _EXPORTS = {
     "SanaVideoState": "sana_video.model",
     "SanaVideoTransformer3DModel": "sana_video.model",
     "SanaVideoTransformerOutput": "sana_video.model",
+    "export_to_video": "sana_video.video",
 }
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "SanaVideoTransformer3DModel",
     "SanaVideoTransformerOutput",
     "__version__",
+    "export_to_video",
 ]
 
 if TYPE_CHECKING:
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
         SanaVideoPipeline,
         SanaVideoPipelineOutput,
     )
+    from sana_video.video import export_to_video
 
 
 def __getattr__(name: str):
