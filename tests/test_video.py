@@ -46,6 +46,7 @@ def test_accepts_pipeline_output_layouts(tmp_path):
     as_pil = [PIL.Image.fromarray(f) for f in frames_to_uint8(video)]  # "pil"
     reference = frames_to_uint8(video)
     assert np.array_equal(frames_to_uint8(as_tensor), reference)
+    assert np.array_equal(frames_to_uint8(as_tensor.permute(0, 2, 3, 1)), reference)  # channels last
     assert np.array_equal(frames_to_uint8(as_pil), reference)
 
 

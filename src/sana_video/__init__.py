@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "RECOMMENDED_NEGATIVE_PROMPT": "sana_video.pipelines",
+    "LongSanaVideoPipeline": "sana_video.pipelines",
     "SanaImageToVideoPipeline": "sana_video.pipelines",
     "SanaVideoPipeline": "sana_video.pipelines",
     "SanaVideoPipelineOutput": "sana_video.pipelines",
@@ -24,6 +25,7 @@ _EXPORTS = {
 
 __all__ = [
     "RECOMMENDED_NEGATIVE_PROMPT",
+    "LongSanaVideoPipeline",
     "SanaImageToVideoPipeline",
     "SanaVideoPipeline",
     "SanaVideoPipelineOutput",
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from sana_video.model import SanaVideoState, SanaVideoTransformer3DModel, SanaVideoTransformerOutput
     from sana_video.pipelines import (
         RECOMMENDED_NEGATIVE_PROMPT,
+        LongSanaVideoPipeline,
         SanaImageToVideoPipeline,
         SanaVideoPipeline,
         SanaVideoPipelineOutput,

@@ -139,8 +139,8 @@ def _read_prompts(args) -> list[tuple[int | None, str]]:
     return [(None, prompt.strip())]
 
 
-def _plan(args) -> list[Job]:
-    """Validate everything that can be checked without loading weights, and name the outputs."""
+def _check_model_and_sizes(args) -> None:
+    """The model folder, frames and size (from the folder's configs, before any weights load), the image."""
     from sana_video.pipelines import sizes
 
     model = Path(args.model) if args.model else None
@@ -155,8 +155,12 @@ def _plan(args) -> list[Job]:
         sizes.check_size("--width", args.width, multiple)
     except (OSError, ValueError, KeyError) as e:
         raise CLIError(str(e)) from None
-    if args.image is not None:
-        args.image_pil = _load_image(args.image)
+    args.image_pil = _load_image(args.image) if args.image is not None else None
+
+
+def _plan(args) -> list[Job]:
+    """Validate everything that can be checked without loading weights, and name the outputs."""
+    _check_model_and_sizes(args)
 
     prompts = _read_prompts(args)
     if args.out is not None and (len(prompts) > 1 or args.num_videos > 1):
@@ -230,10 +234,9 @@ class _Stage:
             print(f"{self.name:8s}{seconds:7.1f} s  {self.detail}".rstrip(), flush=True)
 
 
-def _load_pipeline(args):
+def _load_pipeline(args, cls):
     import torch
 
-    from sana_video import SanaImageToVideoPipeline, SanaVideoPipeline
     from sana_video.sampling import with_shift
 
     device = args.device or _default_device()
@@ -243,12 +246,11 @@ def _load_pipeline(args):
         dtype = getattr(torch, DTYPES[args.dtype])
     if args.offload and device != "cuda":
         raise CLIError("--offload moves models between the CPU and a GPU; there is no GPU here")
-    cls = SanaImageToVideoPipeline if args.image is not None else SanaVideoPipeline
     # The VAE stays fp32, as the model card recommends.
     pipe = cls.from_pretrained(
         args.model, torch_dtype={"transformer": dtype, "text_encoder": dtype, "default": torch.float32}
     )
-    if args.shift is not None:
+    if args.shift is not None and args.command == "generate":
         pipe.scheduler = with_shift(pipe.scheduler, args.shift)
     loras = [_parse_lora(spec) for spec in args.lora]
     for i, (path, _) in enumerate(loras):
@@ -275,8 +277,12 @@ def _generate(args: argparse.Namespace) -> int:
     if not pending:
         return 0
     timings: dict[str, float] = {}
+    from sana_video import SanaImageToVideoPipeline, SanaVideoPipeline
+
     with _Stage("load", args.quiet, timings) as stage:
-        pipe, device, dtype = _load_pipeline(args)
+        pipe, device, dtype = _load_pipeline(
+            args, SanaImageToVideoPipeline if args.image else SanaVideoPipeline
+        )
         stage.detail = (
             f"{type(pipe).__name__} from {args.model} ({str(dtype).removeprefix('torch.')} on {device})"
         )
@@ -355,6 +361,144 @@ def _generate_job(pipe, job: Job, args, timings: dict[str, float], device: str, 
         stage.detail = ", ".join(str(p) for p in job.outputs) + " (+ .json)"
 
 
+# long
+
+
+def _long(args: argparse.Namespace) -> int:
+    import math
+
+    from tqdm.auto import tqdm
+
+    from sana_video import LongSanaVideoPipeline
+    from sana_video.pipelines.long_video import checkpoint_path, chunk_prompts
+    from sana_video.pipelines.text import motion_prompt
+
+    if args.duration is not None:  # the first 4k+1 frame count that lasts `duration`
+        args.frames = 4 * math.ceil((math.ceil(args.duration * args.fps) - 1) / 4) + 1
+    args.frames = 961 if args.frames is None else args.frames
+    _check_model_and_sizes(args)
+    _check_rollout_length(args)
+    text = (args.prompt or args.prompt_text or "").strip()
+    if not text:
+        raise CLIError('no prompt: give one, or a schedule like "0:a cat walks | 12.5:the cat jumps"')
+    try:
+        schedule = _parse_schedule(text)
+        prompts = chunk_prompts(schedule, args.frames, args.fps, args.chunk_frames)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    prompts = [motion_prompt(p, args.motion_score) for p in prompts]
+
+    if args.resume and args.out is None:
+        raise CLIError("--resume needs --out: the video whose interrupted run to continue")
+    seed = args.seed if args.seed is not None or args.resume else secrets.randbelow(2**31)
+    out = (
+        Path(args.out) if args.out else _free_name(Path("outputs"), f"{_slug(schedule[0][1])}-{seed}", set())
+    )
+    _check_writable(out.parent)
+    if args.resume and not checkpoint_path(out).exists():
+        raise CLIError(f"nothing to resume: no checkpoint {checkpoint_path(out)}")
+    if not args.resume and checkpoint_path(out).exists():
+        raise CLIError(
+            f"{out} has an interrupted run ({checkpoint_path(out).name}): add --resume, or delete it"
+        )
+
+    timings: dict[str, float] = {}
+    with _Stage("load", args.quiet, timings) as stage:
+        pipe, device, dtype = _load_pipeline(args, LongSanaVideoPipeline)
+        stage.detail = (
+            f"{type(pipe).__name__} from {args.model} ({str(dtype).removeprefix('torch.')} on {device})"
+        )
+    pipe.set_progress_bar_config(disable=True)
+    metadata = {
+        "mode": "long",
+        "schedule": [[t, p] for t, p in schedule],
+        "chunk_prompts": prompts,
+        "negative_prompt": args.negative_prompt if args.guidance > 1 else None,
+        "motion_score": args.motion_score,
+        "image": str(Path(args.image).resolve()) if args.image else None,
+        "sampler": args.sampler,
+        "steps": args.steps if args.sampler == "euler" else 4,
+        "guidance": args.guidance,
+        "shift": args.shift,
+        "chunk_frames": args.chunk_frames,
+        "height": args.height,
+        "width": args.width,
+        "frames": args.frames,
+        "fps": args.fps,
+        "model": str(Path(args.model).resolve()),
+        "lora": args.lora,
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": device,
+        "sana_video_version": sana_video.__version__,
+        "command": shlex.join(["sana-video", *sys.argv[1:]]),
+    }
+    latent_frames = (args.frames - 1) // 4 + 1
+    from sana_video.sampling.long import split_chunks
+
+    num_chunks = len(split_chunks(latent_frames, args.chunk_frames))
+    bar = tqdm(total=num_chunks, unit="chunk", disable=args.quiet, desc="long", leave=False)
+    start = time.perf_counter()
+
+    def on_chunk(chunk):
+        done = chunk.first_frame + len(chunk.frames)
+        bar.update()
+        bar.set_postfix_str(
+            f"{done}/{args.frames} frames, {done / (time.perf_counter() - start):.1f} frames/s"
+        )
+
+    with _Stage("long", args.quiet, timings) as stage:
+        pipe.write(
+            out,
+            prompts,
+            fps=args.fps,
+            seed=seed,
+            resume=args.resume,
+            metadata={**metadata, "timings": timings},
+            on_chunk=on_chunk,
+            negative_prompt=args.negative_prompt,
+            frames=args.frames,
+            height=args.height,
+            width=args.width,
+            chunk_frames=args.chunk_frames,
+            sampler=args.sampler,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            shift=args.shift,
+            image=args.image_pil,
+        )
+        bar.close()
+        seconds = time.perf_counter() - start
+        stage.detail = f"{out} (+ .json): {args.frames} frames, {num_chunks} chunks, {args.frames / seconds:.1f} frames/s"
+    return 0
+
+
+def _parse_schedule(text: str) -> list[tuple[float, str]]:
+    """ "0:a cat walks | 12.5:the cat jumps" -> [(0.0, "a cat walks"), (12.5, "the cat jumps")];
+    a plain prompt -> [(0.0, prompt)]."""
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) == 1 and not re.match(r"^\d+(\.\d+)?\s*:", parts[0]):
+        return [(0.0, parts[0])]
+    schedule = []
+    for part in parts:
+        match = re.match(r"^(\d+(?:\.\d+)?)\s*:\s*(.+)$", part)
+        if not match:
+            raise ValueError(f'prompt schedule entries are "SECONDS:prompt" (got {part!r})')
+        schedule.append((float(match.group(1)), match.group(2).strip()))
+    return schedule
+
+
+def _check_rollout_length(args) -> None:
+    import json
+
+    config = json.loads((Path(args.model) / "transformer" / "config.json").read_text())
+    limit = config.get("rope_max_seq_len", 1024) * config.get("patch_size", (1, 2, 2))[0]
+    if (args.frames - 1) // 4 + 1 > limit:
+        raise CLIError(
+            f"--frames {args.frames} is too long: RoPE positions are absolute, so this model makes at most "
+            f"{(limit - 1) * 4 + 1} frames ({limit} latent frames)"
+        )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -388,9 +532,44 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_model_options(
+    parser: argparse.ArgumentParser, *, guidance: float, motion_score: float, steps: int
+) -> None:
+    """Options every generating command shares."""
     from sana_video.pipelines.text import RECOMMENDED_NEGATIVE_PROMPT
 
+    parser.add_argument("--model", help="a diffusers-format SANA-Video folder (required for now)")
+    parser.add_argument("--image", help="first frame: image-to-video")
+    parser.add_argument(
+        "--negative-prompt", default=RECOMMENDED_NEGATIVE_PROMPT, help="(default: the model card's)"
+    )
+    parser.add_argument(
+        "--height", type=int, default=480, help="pixels, a multiple of 16 for the 480p model (default: 480)"
+    )
+    parser.add_argument("--width", type=int, default=832, help="(default: 832)")
+    parser.add_argument("--fps", type=_positive_float, default=16, help="of the MP4 (default: 16)")
+    parser.add_argument(
+        "--steps", type=_positive_int, default=steps, help=f"denoising steps (default: {steps})"
+    )
+    parser.add_argument("--guidance", type=_non_negative_float, default=guidance,
+                        help=f"CFG scale; ≤ 1 is off (default: {guidance:g})")  # fmt: skip
+    parser.add_argument("--shift", type=_positive_float, help="flow shift (default: the scheduler's, 8)")
+    parser.add_argument("--seed", type=int, help="(default: random; always printed and recorded)")
+    parser.add_argument("--motion-score", type=_non_negative_float, default=motion_score,
+                        help=f"appended to the prompt as ' motion score: N.' (default: {motion_score:g})")  # fmt: skip
+    parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto",
+                        help="transformer and text encoder (default: bf16 on CUDA, else fp32; the VAE is fp32)")  # fmt: skip
+    parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument(
+        "--offload", action="store_true", help="keep models on the CPU until used (GPU memory)"
+    )
+    parser.add_argument("--vae-tiling", action="store_true", help="decode in tiles (GPU memory)")
+    parser.add_argument("--lora", action="append", default=[], metavar="PATH[:SCALE]",
+                        help="a LoRA file or folder (repeatable)")  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sana-video", description="SANA-Video text/image-to-video generation.")
     parser.add_argument("--version", action="version", version=f"sana-video {sana_video.__version__}")
     parser.add_argument(
@@ -413,43 +592,36 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", dest="prompt_text", help="the prompt, as an option")
     gen.add_argument("--prompt-file", help="one prompt per line: one video each, the model loaded once; "
                      "a rerun skips the videos already written")  # fmt: skip
-    gen.add_argument(
-        "--negative-prompt", default=RECOMMENDED_NEGATIVE_PROMPT, help="(default: the model card's)"
-    )
-    gen.add_argument("--model", help="a diffusers-format SANA-Video folder (required for now)")
-    gen.add_argument("--image", help="first frame: image-to-video")
-    gen.add_argument(
-        "--height", type=int, default=480, help="pixels, a multiple of 16 for the 480p model (default: 480)"
-    )
-    gen.add_argument("--width", type=int, default=832, help="(default: 832)")
     gen.add_argument("--frames", type=int, default=81, help="4k+1 frames (default: 81, 5 s at 16 fps)")
-    gen.add_argument("--fps", type=_positive_float, default=16, help="of the MP4 (default: 16)")
-    gen.add_argument("--steps", type=_positive_int, default=50, help="denoising steps (default: 50)")
-    gen.add_argument(
-        "--guidance", type=_non_negative_float, default=6.0, help="CFG scale; ≤ 1 is off (default: 6)"
-    )
-    gen.add_argument("--shift", type=_positive_float, help="flow shift (default: the scheduler's, 8)")
-    gen.add_argument("--seed", type=int, help="(default: random; always printed and recorded)")
-    gen.add_argument("--motion-score", type=_non_negative_float, default=30,
-                     help="appended to the prompt as ' motion score: N.' (default: 30)")  # fmt: skip
     gen.add_argument("--num-videos", type=_positive_int, default=1, help="videos per prompt (default: 1)")
     where = gen.add_mutually_exclusive_group()
     where.add_argument("--out", help="output file (one video)")
     where.add_argument("--out-dir", default="outputs", help="output folder (default: outputs)")
-    gen.add_argument("--dtype", choices=["auto", *DTYPES], default="auto",
-                     help="transformer and text encoder (default: bf16 on CUDA, else fp32; the VAE is fp32)")  # fmt: skip
-    gen.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    gen.add_argument("--offload", action="store_true", help="keep models on the CPU until used (GPU memory)")
-    gen.add_argument("--vae-tiling", action="store_true", help="decode in tiles (GPU memory)")
-    gen.add_argument(
-        "--lora",
-        action="append",
-        default=[],
-        metavar="PATH[:SCALE]",
-        help="a LoRA file or folder (repeatable)",
-    )
-    gen.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _add_model_options(gen, guidance=6.0, motion_score=30, steps=50)
     gen.set_defaults(run=_generate)
+
+    long = commands.add_parser(
+        "long",
+        help="a long video, chunk by chunk at constant memory, resumable",
+        description="Generate a long video block by block. The MP4 grows as chunks finish (NAME.partial.mp4, "
+        "playable at any time) with a checkpoint after each chunk; --resume continues an interrupted run.",
+    )
+    long.add_argument("prompt", nargs="?", help='a prompt, or a schedule "0:a cat walks | 12.5:the cat jumps" '
+                      "(start times in seconds of video; a prompt starts with the first chunk at or after its time)")  # fmt: skip
+    long.add_argument("--prompt", dest="prompt_text", help="the prompt or schedule, as an option")
+    length = long.add_mutually_exclusive_group()
+    length.add_argument("--frames", type=int, help="4k+1 video frames (default: 961, one minute at 16 fps)")
+    length.add_argument(
+        "--duration", type=_positive_float, help="seconds of video (rounded up to 4k+1 frames)"
+    )
+    long.add_argument("--chunk-frames", type=_positive_int, default=10,
+                      help="latent frames per chunk (default: 10 = 40 video frames)")  # fmt: skip
+    long.add_argument("--sampler", choices=["few-step", "euler"], default="few-step",
+                      help="few-step: the distilled LongSANA schedule (default); euler: --steps per chunk")  # fmt: skip
+    long.add_argument("--out", help="output file (default: outputs/<prompt>-<seed>.mp4)")
+    long.add_argument("--resume", action="store_true", help="continue the interrupted run of --out")
+    _add_model_options(long, guidance=1.0, motion_score=10, steps=50)
+    long.set_defaults(run=_long)
     return parser
 
 

@@ -8,7 +8,7 @@ import os
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -23,10 +23,17 @@ def frames_to_uint8(frames: Any) -> np.ndarray:
         if not frames:
             raise ValueError("no frames to write")
         frames = np.stack([np.asarray(f.convert("RGB") if hasattr(f, "convert") else f) for f in frames])
-    elif hasattr(frames, "detach"):  # a torch tensor, channels first
-        if frames.ndim != 4 or frames.shape[1] != 3:
-            raise ValueError(f"a tensor video must be [F, 3, H, W]; got {tuple(frames.shape)}")
-        frames = frames.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    elif hasattr(frames, "detach"):  # a torch tensor: [F, 3, H, W] ("pt" output) or [F, H, W, 3]
+        if frames.ndim != 4 or 3 not in (frames.shape[1], frames.shape[-1]):
+            raise ValueError(
+                f"a tensor video must be [F, 3, H, W] or [F, H, W, 3]; got {tuple(frames.shape)}"
+            )
+        if frames.shape[-1] != 3:
+            frames = frames.permute(0, 2, 3, 1)
+        if frames.dtype != torch_uint8():
+            # Convert where the frames are (a GPU, say), so only bytes cross to the CPU.
+            frames = (frames.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch_uint8())
+        frames = frames.cpu().numpy()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         raise ValueError(f"frames must be [F, H, W, 3] with F ≥ 1; got shape {frames.shape}")
@@ -104,6 +111,145 @@ class VideoWriter:
             self.abort()
 
 
+class ChunkedVideoWriter:
+    """Write a long video chunk by chunk so that it survives interruptions.
+
+    - The file is a fragmented MP4 flushed frame by frame: killed at any moment, it plays up to the
+      last frame that reached it (all but the frame still in the muxer).
+    - Each chunk is an independent closed GOP (an IDR frame first, constant QP, no B-frames or
+      lookahead), so its encoding does not depend on earlier chunks: a resumed run copies the packets
+      of finished chunks from the interrupted file and encodes on, and the result decodes to exactly
+      the frames of an uninterrupted run.
+
+        writer = ChunkedVideoWriter(path, fps=16)
+        packets = writer.write_chunk(frames)     # this chunk's encoded packets (for a checkpoint)
+        writer.close()
+
+    `resume_from=(old_path, frames_to_copy, packets)` starts from the first `frames_to_copy` frames of
+    an interrupted file, followed by `packets` (a chunk saved with the checkpoint).
+    """
+
+    OPTIONS: ClassVar[dict[str, str]] = {
+        "movflags": "frag_every_frame+empty_moov+default_base_moof",
+        "flush_packets": "1",
+    }
+
+    def __init__(
+        self, path: str | os.PathLike, fps: float, qp: int = 18, preset: str = "veryfast", resume_from=None
+    ):
+        import av
+
+        self.path = Path(path)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        target = self.path.with_name(f".{self.path.name}.resume") if resume_from else self.path
+        self._container = av.open(str(target), mode="w", format="mp4", options=dict(self.OPTIONS))
+        self._stream = self._container.add_stream("libx264", rate=self.fps)
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {
+            "qp": str(qp),
+            "preset": preset,
+            "tune": "zerolatency",
+            "forced-idr": "1",
+            "x264-params": "keyint=100000:min-keyint=100000:scenecut=0:bframes=0",
+        }
+        self._stream.codec_context.time_base = 1 / self.fps
+        self._size: tuple[int, int] | None = None
+        self.frames_written = 0
+        self._packets: list[dict] | None = None
+        if resume_from is not None:
+            old_path, frames_to_copy, packets = resume_from
+            self._resume(Path(old_path), frames_to_copy, packets)
+            os.replace(target, self.path)  # the resumed file takes the interrupted one's place
+
+    def _open(self, height: int, width: int) -> None:
+        self._size = (height, width)
+        self._stream.height, self._stream.width = height + height % 2, width + width % 2
+        self._container.start_encoding()  # the header (an empty moov) must carry the encoder's SPS/PPS
+
+    def write_chunk(self, frames: Any) -> list[dict]:
+        """Encode one chunk (uint8 or float frames, as `frames_to_uint8` takes); returns its packets."""
+        import av
+
+        frames = frames_to_uint8(frames)
+        height, width = frames.shape[1:3]
+        if self._size is None:
+            self._open(height, width)
+        elif self._size != (height, width):
+            raise ValueError(f"frame size changed from {self._size} to {(height, width)}")
+        if height % 2 or width % 2:
+            frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+        self._packets = []
+        for i, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame.pts, frame.time_base = self.frames_written, 1 / self.fps
+            if i == 0:
+                frame.pict_type = av.video.frame.PictureType.I  # an IDR: the chunk starts a closed GOP
+            self._mux(self._stream.encode(frame))
+            self.frames_written += 1
+        packets, self._packets = self._packets, None
+        return packets
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            if self._packets is not None:
+                self._packets.append(
+                    {"data": bytes(packet), "pts": packet.pts, "dts": packet.dts, "key": packet.is_keyframe}
+                )
+            self._container.mux(packet)
+
+    def _resume(self, old_path: Path, frames_to_copy: int, packets: list[dict]) -> None:
+        import av
+
+        with av.open(str(old_path)) as old:
+            stream = old.streams.video[0]
+            self._open(stream.codec_context.height, stream.codec_context.width)
+            time_base = stream.time_base
+            try:
+                for packet in old.demux(stream):
+                    if packet.pts is None:
+                        continue
+                    frame_index = round(packet.pts * time_base * self.fps)
+                    if frame_index >= frames_to_copy:
+                        break
+                    self._container.mux(
+                        self._packet(_avcc_to_annexb(bytes(packet)), frame_index, packet.is_keyframe)
+                    )
+                    self.frames_written += 1
+            except av.error.InvalidDataError:  # the interrupted file may end in a cut fragment
+                pass
+        if self.frames_written != frames_to_copy:
+            raise ValueError(
+                f"{old_path} holds {self.frames_written} whole frames; resuming needs {frames_to_copy}"
+            )
+        for saved in packets:
+            self._container.mux(self._packet(saved["data"], saved["pts"], saved["key"], saved["dts"]))
+            self.frames_written += 1
+
+    def _packet(self, data: bytes, pts: int, key: bool, dts: int | None = None):
+        import av
+
+        packet = av.Packet(data)
+        packet.pts, packet.dts = pts, pts if dts is None else dts
+        packet.time_base, packet.stream, packet.is_keyframe = 1 / self.fps, self._stream, key
+        return packet
+
+    def close(self) -> Path:
+        if self._size is not None:
+            self._mux(self._stream.encode())
+        self._container.close()
+        return self.path
+
+
+def _avcc_to_annexb(data: bytes) -> bytes:
+    """MP4 stores H.264 NAL units with 4-byte lengths; our encoder's stream takes start codes."""
+    out, i = bytearray(), 0
+    while i + 4 <= len(data):
+        size = int.from_bytes(data[i : i + 4], "big")
+        out += b"\x00\x00\x00\x01" + data[i + 4 : i + 4 + size]
+        i += 4 + size
+    return bytes(out)
+
+
 def export_to_video(
     frames: Any, path: str | os.PathLike, fps: float = 16, metadata: dict | None = None
 ) -> Path:
@@ -133,6 +279,12 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def torch_uint8():
+    import torch
+
+    return torch.uint8
 
 
 def _publish(tmp: Path, path: Path) -> None:

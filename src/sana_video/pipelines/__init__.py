@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "COMPLEX_HUMAN_INSTRUCTION": "sana_video.pipelines.text",
     "RECOMMENDED_NEGATIVE_PROMPT": "sana_video.pipelines.text",
+    "LongSanaVideoPipeline": "sana_video.pipelines.long_video",
     "SanaImageToVideoPipeline": "sana_video.pipelines.image_to_video",
     "SanaVideoPipeline": "sana_video.pipelines.text_to_video",
     "SanaVideoPipelineOutput": "sana_video.pipelines.base",
@@ -19,6 +20,7 @@ _EXPORTS = {
 __all__ = [
     "COMPLEX_HUMAN_INSTRUCTION",
     "RECOMMENDED_NEGATIVE_PROMPT",
+    "LongSanaVideoPipeline",
     "SanaImageToVideoPipeline",
     "SanaVideoPipeline",
     "SanaVideoPipelineOutput",
@@ -27,6 +29,7 @@ __all__ = [
 if TYPE_CHECKING:
     from sana_video.pipelines.base import SanaVideoPipelineOutput
     from sana_video.pipelines.image_to_video import SanaImageToVideoPipeline
+    from sana_video.pipelines.long_video import LongSanaVideoPipeline
     from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, RECOMMENDED_NEGATIVE_PROMPT
     from sana_video.pipelines.text_to_video import SanaVideoPipeline
 

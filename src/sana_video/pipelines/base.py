@@ -59,6 +59,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         )
         self.video_processor = VideoProcessor(vae_scale_factor=self.vae_scale_factor_spatial)
         self._interrupt = False
+        self._attention_kwargs = None
 
     # Loading and saving
 
@@ -266,25 +267,35 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         return latents, None
 
     def _transformer_velocity(self, cond: dict):
-        transformer, dtype = self.transformer, self.transformer.dtype
-        learned_sigma = transformer.config.out_channels // 2 == transformer.config.in_channels
-
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            if t.ndim == 2:  # one timestep per latent frame -> per token (the grid after patchify)
-                pt, ph, pw = transformer.config.patch_size
-                grid = (x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw)
-                t = t[:, None, ::pt, None, None].expand(-1, 1, *grid)
-            v = transformer(
-                x.to(dtype),
-                encoder_hidden_states=cond["prompt_embeds"].to(dtype),
-                timestep=t,
-                encoder_attention_mask=cond["mask"],
-                attention_kwargs=self._attention_kwargs,
-                return_dict=False,
-            )[0].float()
-            return v.chunk(2, dim=1)[0] if learned_sigma else v
+            return self.predict(x, t, cond["prompt_embeds"], cond["mask"])[0]
 
         return velocity
+
+    def predict(self, x, t, text, text_mask, state=None, frame_offset: int = 0, return_state: bool = False):
+        """The transformer's velocity for fp32 latents x (fp32 out), and the next state if asked.
+
+        `t` is one timestep per sample [B] or one per latent frame [B, F] (expanded to the tokens)."""
+        transformer = self.transformer
+        if t.ndim == 2:
+            pt, ph, pw = transformer.config.patch_size
+            grid = (x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw)
+            t = t[:, None, ::pt, None, None].expand(-1, 1, *grid)
+        v, *next_state = transformer(
+            x.to(transformer.dtype),
+            encoder_hidden_states=text.to(transformer.dtype),
+            timestep=t,
+            encoder_attention_mask=text_mask,
+            attention_kwargs=self._attention_kwargs,
+            state=state,
+            frame_offset=frame_offset,
+            return_state=return_state,
+            return_dict=False,
+        )
+        v = v.float()
+        if transformer.config.out_channels // 2 == transformer.config.in_channels:  # learned sigma
+            v = v.chunk(2, dim=1)[0]
+        return v, (next_state[0] if return_state else None)
 
     def _step_callback(self, a: _Args, cond: dict):
         if a.callback_on_step_end is None:
