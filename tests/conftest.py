@@ -87,3 +87,11 @@ def i2v_dir(tmp_path_factory):
     from tests.pipelines.components import save_diffusers_pipeline
 
     return save_diffusers_pipeline(tmp_path_factory.mktemp("i2v"), "i2v")
+
+
+@pytest.fixture(scope="session")
+def long_dir(tmp_path_factory):
+    """A tiny pipeline whose RoPE table allows long rollouts (256 latent frames)."""
+    from tests.pipelines.components import save_diffusers_pipeline
+
+    return save_diffusers_pipeline(tmp_path_factory.mktemp("long"), "t2v", rope_max_seq_len=256)

@@ -635,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except KeyboardInterrupt:
-        print("sana-video: interrupted", file=sys.stderr)
+        hint = "; continue with the same command and --resume" if args.command == "long" else ""
+        print(f"sana-video: interrupted{hint}", file=sys.stderr)
         return 130
     except (CLIError, ValueError, OSError) as e:
         if args.verbose:

@@ -98,6 +98,7 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
 
     # Generation
 
+    @torch.no_grad()  # (a generator: no_grad holds across every resumption)
     def stream(
         self,
         prompt: str | list[str],
