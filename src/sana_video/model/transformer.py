@@ -45,6 +45,9 @@ class SanaVideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
     _supports_gradient_checkpointing = True
     _no_split_modules: ClassVar[list[str]] = ["SanaVideoBlock"]
     _skip_layerwise_casting_patterns: ClassVar[list[str]] = ["patch_embedding", "norm"]
+    # `compile_repeated_blocks()` (diffusers' regional compilation) compiles each block: one graph,
+    # reused by all of them, with or without a state (no graph breaks).
+    _repeated_blocks: ClassVar[list[str]] = ["SanaVideoBlock"]
 
     @register_to_config
     def __init__(

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,7 +254,7 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
             )
         checkpoint = torch.load(saved_at, weights_only=False) if resume else None
         job = {"prompt": prompt, "fps": float(fps), **{k: v for k, v in kwargs.items() if k != "image"}}
-        job["image"] = kwargs["image"] is not None if "image" in kwargs else False
+        job["image"] = kwargs.get("image") is not None
         if checkpoint is not None:
             if checkpoint["format"] != _CHECKPOINT_FORMAT:
                 raise ValueError(f"{saved_at} is not a long-video checkpoint of this version")
@@ -264,34 +265,29 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         generator = torch.Generator("cpu").manual_seed(seed)
 
-        if checkpoint is None:
-            writer = ChunkedVideoWriter(partial, fps=fps)
-        else:
-            writer = ChunkedVideoWriter(
-                partial,
-                fps=fps,
-                resume_from=(partial, checkpoint["frames_before_chunk"], checkpoint["chunk_packets"]),
-            )
+        resume_from = (
+            None
+            if checkpoint is None
+            else (partial, checkpoint["frames_before_chunk"], checkpoint["chunk_packets"])
+        )
+        writer = ChunkedVideoWriter(partial, fps=fps, resume_from=resume_from)
+        finisher = _ChunkFinisher(self, writer, saved_at, {"format": _CHECKPOINT_FORMAT, "job": _jsonable(job), "seed": seed},
+                                  checkpoint, on_chunk)  # fmt: skip
         try:
-            for chunk in self.stream(prompt, generator=generator, resume=checkpoint, **kwargs):
-                before = writer.frames_written
-                packets = writer.write_chunk(chunk.frames)
-                if chunk.index + 1 < chunk.num_chunks:
-                    saved = {
-                        "format": _CHECKPOINT_FORMAT,
-                        "job": _jsonable(job),
-                        "seed": seed,
-                        **chunk.checkpoint(),
-                    }
-                    saved.update(frames_before_chunk=before, chunk_packets=packets)
-                    _atomic_save(saved, saved_at)
-                if on_chunk is not None:
-                    on_chunk(chunk)
+            for chunk in self.stream(prompt, generator=generator, resume=checkpoint, decode=False, **kwargs):
+                finisher.submit(chunk, generator.get_state())
+            finisher.wait()
         except BaseException:
-            # Interrupted: keep the partial video playable and the checkpoint for `resume=True`.
+            # Interrupted: let the chunk in flight finish, keep the partial video playable and the
+            # checkpoint for `resume=True`.
+            with contextlib.suppress(BaseException):
+                finisher.wait()
             with contextlib.suppress(Exception):
                 writer.close()
             raise
+        finally:
+            finisher.shutdown()
+        self.last_write_seconds = dict(finisher.seconds)
         writer.close()
         os.replace(partial, path)
         saved_at.unlink(missing_ok=True)
@@ -334,6 +330,90 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
         if generator is not None and checkpoint["rng"] is not None:
             generator.set_state(checkpoint["rng"])
         return state, checkpoint["next_chunk"]
+
+
+class _ChunkFinisher:
+    """Decode, encode and checkpoint each finished chunk on a worker thread while the next chunk is
+    denoised (the decode on its own CUDA stream). One chunk at most is in flight, so memory stays flat."""
+
+    def __init__(self, pipe, writer, checkpoint_at: Path, header: dict, resume: dict | None, on_chunk):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pipe, self.writer, self.checkpoint_at, self.header, self.on_chunk = (
+            pipe,
+            writer,
+            checkpoint_at,
+            header,
+            on_chunk,
+        )
+        self.decoder = StreamingDecoder(pipe.vae)
+        if resume is not None:
+            self.decoder.load_state_dict(resume["vae"])
+        self.cuda_stream = torch.cuda.Stream() if pipe.vae.device.type == "cuda" else None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-writer")
+        self.pending = None
+        self.seconds = {
+            "decode": 0.0,
+            "encode": 0.0,
+            "checkpoint": 0.0,
+        }  # time spent per stage, in the worker
+
+    def submit(self, chunk: LongVideoChunk, rng: torch.Tensor) -> None:
+        self.wait()  # the previous chunk first: one in flight
+        ready = None
+        if self.cuda_stream is not None:
+            ready = torch.cuda.Event()
+            ready.record()  # the chunk's latents are complete on the main stream here
+        self.pending = self.pool.submit(self._finish, chunk, rng, ready)
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()  # re-raises a failure of the worker
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
+
+    @torch.no_grad()
+    def _finish(self, chunk: LongVideoChunk, rng: torch.Tensor, ready) -> None:
+        pipe = self.pipe
+        start = time.perf_counter()
+        with (
+            torch.cuda.stream(self.cuda_stream) if self.cuda_stream is not None else contextlib.nullcontext()
+        ):
+            if ready is not None:
+                self.cuda_stream.wait_event(ready)
+            mean, inv_std = pipe._latent_stats(chunk.latents.device, pipe.vae.dtype)
+            video = self.decoder.decode(chunk.latents.to(pipe.vae.dtype) / inv_std + mean)  # [1, 3, f, H, W]
+            frames = (
+                ((video[0].permute(1, 2, 3, 0).float() * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+            )
+            frames = frames.cpu()
+        decoded = time.perf_counter()
+        before = self.writer.frames_written
+        packets = self.writer.write_chunk(frames.numpy())
+        encoded = time.perf_counter()
+        if chunk.state is not None:
+            saved = {
+                **self.header,
+                "next_chunk": chunk.index + 1,
+                "state": {k: v.detach().cpu() for k, v in chunk.state.tensors().items()},
+                "state_frames": chunk.state.num_frames,
+                "vae": self.decoder.state_dict(),
+                "rng": rng,
+                "frames_before_chunk": before,
+                "chunk_packets": packets,
+            }
+            _atomic_save(saved, self.checkpoint_at)
+        for stage, seconds in (
+            ("decode", decoded - start),
+            ("encode", encoded - decoded),
+            ("checkpoint", time.perf_counter() - encoded),
+        ):
+            self.seconds[stage] += seconds
+        if self.on_chunk is not None:
+            chunk.frames = frames
+            self.on_chunk(chunk)
 
 
 def chunk_prompts(schedule: list[tuple[float, str]], frames: int, fps: float, chunk_frames: int) -> list[str]:
