@@ -42,6 +42,15 @@ def timed(fn, repeats=5, warmup=1) -> float:
     return statistics.median(times)
 
 
+def set_vae_format(vae, dtype, channels_last: bool) -> None:
+    """dtype, and channels-last 3D memory for the Conv3d weights (the only 5-D tensors)."""
+    vae.to(dtype=dtype)
+    layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.to(memory_format=layout)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = ((a.float() - b.float()) * 0.5).pow(2).mean().item()  # pixels in [-1, 1] -> [0, 1]
     return 10 * math.log10(1 / max(mse, 1e-12))
@@ -106,11 +115,28 @@ def components(pipe, device, rows, results):
     z = torch.randn(1, 16, 21, 60, 104, generator=gen, device=device)
     variants = {}
     reference = None
-    for name, dtype, channels_last in (("fp32", torch.float32, False), ("bf16", torch.bfloat16, False),
-                                       ("bf16 channels-last", torch.bfloat16, True)):  # fmt: skip
-        pipe.vae.to(
-            dtype=dtype, memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format
-        )
+    for name, dtype, channels_last, tuned, compiled in (
+        ("fp32", torch.float32, False, False, False),
+        ("bf16", torch.bfloat16, False, False, False),
+        ("bf16 channels-last", torch.bfloat16, True, False, False),
+        ("bf16 channels-last cudnn-tuned", torch.bfloat16, True, True, False),
+        ("bf16 channels-last cudnn-tuned compiled", torch.bfloat16, True, True, True),
+    ):
+        set_vae_format(pipe.vae, dtype, channels_last)
+        torch.backends.cudnn.benchmark = tuned  # this process only: picks the fastest conv algorithms
+        compile_s = 0.0
+        if compiled:
+            try:
+                start = time.perf_counter()
+                pipe.vae.decoder.compile()
+                StreamingDecoder(pipe.vae).decode(z[:, :, :12])
+                torch.cuda.synchronize()
+                compile_s = time.perf_counter() - start
+            except Exception as e:  # report and go on
+                rows.append(
+                    ("VAE decode 10 latent frames (40 px frames)", name, float("nan"), f"failed: {e}"[:80])
+                )
+                continue
 
         def decode():
             decoder = StreamingDecoder(pipe.vae)
@@ -128,9 +154,15 @@ def components(pipe, device, rows, results):
             seconds.append(s)
         reference = out if reference is None else reference
         quality = psnr(out, reference) if name != "fp32" else float("inf")
-        variants[name] = {"seconds": statistics.median(seconds), "psnr_vs_fp32": quality}
+        variants[name] = {
+            "seconds": statistics.median(seconds),
+            "psnr_vs_fp32": quality,
+            "compile_s": compile_s,
+        }
         note = "" if name == "fp32" else f"PSNR vs fp32 {quality:.1f} dB (random weights)"
+        note += f", compile {compile_s:.0f} s" if compiled else ""
         rows.append(("VAE decode 10 latent frames (40 px frames)", name, statistics.median(seconds), note))
+        print(rows[-1], flush=True)
         del out
     results["decode"] = variants
     return variants
@@ -189,7 +221,8 @@ def main() -> None:
     parser.add_argument(
         "--skip-components", action="store_true", help="end to end only, with --vae and --compile"
     )
-    parser.add_argument("--vae", choices=["fp32", "bf16", "bf16 channels-last"], default="bf16 channels-last")
+    parser.add_argument("--vae", default="bf16 channels-last cudnn-tuned",
+                        help="fp32 | bf16 [channels-last] [cudnn-tuned] [compiled] (with --skip-components)")  # fmt: skip
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -203,8 +236,10 @@ def main() -> None:
         if args.compile:
             pipe.transformer.compile_repeated_blocks(fullgraph=True, dynamic=False)
         best = args.vae
-    pipe.vae.to(dtype=torch.float32 if best == "fp32" else torch.bfloat16,
-                memory_format=torch.channels_last_3d if "channels-last" in best else torch.contiguous_format)  # fmt: skip
+    set_vae_format(pipe.vae, torch.float32 if best == "fp32" else torch.bfloat16, "channels-last" in best)
+    torch.backends.cudnn.benchmark = "cudnn-tuned" in best
+    if "compiled" in best and getattr(pipe.vae.decoder, "_compiled_call_impl", None) is None:
+        pipe.vae.decoder.compile()
     compiled = not args.skip_components or args.compile
     results["settings"] = {"vae": best, "transformer": "compiled blocks" if compiled else "eager"}
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)

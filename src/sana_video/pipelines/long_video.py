@@ -333,8 +333,10 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
 
 
 class _ChunkFinisher:
-    """Decode, encode and checkpoint each finished chunk on a worker thread while the next chunk is
-    denoised (the decode on its own CUDA stream). One chunk at most is in flight, so memory stays flat."""
+    """Finish each chunk off the main thread while the next one is denoised: a decode thread (on its own
+    CUDA stream) and a write thread (H.264 encoding, then the checkpoint), one after the other, so GPU
+    decoding and CPU encoding overlap too. At most one chunk is decoding and two are waiting to be
+    written, so memory stays flat."""
 
     def __init__(self, pipe, writer, checkpoint_at: Path, header: dict, resume: dict | None, on_chunk):
         from concurrent.futures import ThreadPoolExecutor
@@ -350,32 +352,36 @@ class _ChunkFinisher:
         if resume is not None:
             self.decoder.load_state_dict(resume["vae"])
         self.cuda_stream = torch.cuda.Stream() if pipe.vae.device.type == "cuda" else None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-writer")
-        self.pending = None
-        self.seconds = {
-            "decode": 0.0,
-            "encode": 0.0,
-            "checkpoint": 0.0,
-        }  # time spent per stage, in the worker
+        self.decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-decode")
+        self.write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-write")
+        self.decoding = None
+        self.writing: list = []
+        self.seconds = {"decode": 0.0, "encode": 0.0, "checkpoint": 0.0}  # time spent per stage
 
     def submit(self, chunk: LongVideoChunk, rng: torch.Tensor) -> None:
-        self.wait()  # the previous chunk first: one in flight
+        if self.decoding is not None:
+            self.decoding.result()  # one chunk decoding at a time
+        while len(self.writing) >= 2:
+            self.writing.pop(0).result()
         ready = None
         if self.cuda_stream is not None:
             ready = torch.cuda.Event()
             ready.record()  # the chunk's latents are complete on the main stream here
-        self.pending = self.pool.submit(self._finish, chunk, rng, ready)
+        self.decoding = self.decode_pool.submit(self._decode, chunk, ready)
+        self.writing.append(self.write_pool.submit(self._write, chunk, rng, self.decoding))
 
     def wait(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()  # re-raises a failure of the worker
+        """Wait for every chunk in flight (re-raising a failure of a worker)."""
+        pending, self.writing = self.writing, []
+        for future in pending:
+            future.result()
 
     def shutdown(self) -> None:
-        self.pool.shutdown(wait=True)
+        self.decode_pool.shutdown(wait=True)
+        self.write_pool.shutdown(wait=True)
 
     @torch.no_grad()
-    def _finish(self, chunk: LongVideoChunk, rng: torch.Tensor, ready) -> None:
+    def _decode(self, chunk: LongVideoChunk, ready):
         pipe = self.pipe
         start = time.perf_counter()
         with (
@@ -389,7 +395,15 @@ class _ChunkFinisher:
                 ((video[0].permute(1, 2, 3, 0).float() * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
             )
             frames = frames.cpu()
-        decoded = time.perf_counter()
+            context = None
+            if chunk.state is not None:  # copied here, on this stream, not queued behind the next chunk
+                context = {k: v.cpu() for k, v in chunk.state.tensors().items()}, self.decoder.state_dict()
+        self.seconds["decode"] += time.perf_counter() - start
+        return frames, context
+
+    def _write(self, chunk: LongVideoChunk, rng: torch.Tensor, decoding) -> None:
+        frames, context = decoding.result()
+        start = time.perf_counter()
         before = self.writer.frames_written
         packets = self.writer.write_chunk(frames.numpy())
         encoded = time.perf_counter()
@@ -397,20 +411,16 @@ class _ChunkFinisher:
             saved = {
                 **self.header,
                 "next_chunk": chunk.index + 1,
-                "state": {k: v.detach().cpu() for k, v in chunk.state.tensors().items()},
+                "state": context[0],
                 "state_frames": chunk.state.num_frames,
-                "vae": self.decoder.state_dict(),
+                "vae": context[1],
                 "rng": rng,
                 "frames_before_chunk": before,
                 "chunk_packets": packets,
             }
             _atomic_save(saved, self.checkpoint_at)
-        for stage, seconds in (
-            ("decode", decoded - start),
-            ("encode", encoded - decoded),
-            ("checkpoint", time.perf_counter() - encoded),
-        ):
-            self.seconds[stage] += seconds
+        self.seconds["encode"] += encoded - start
+        self.seconds["checkpoint"] += time.perf_counter() - encoded
         if self.on_chunk is not None:
             chunk.frames = frames
             self.on_chunk(chunk)
