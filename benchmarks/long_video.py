@@ -162,7 +162,7 @@ def components(pipe, device, rows, results):
         note = "" if name == "fp32" else f"PSNR vs fp32 {quality:.1f} dB (random weights)"
         note += f", compile {compile_s:.0f} s" if compiled else ""
         rows.append(("VAE decode 10 latent frames (40 px frames)", name, statistics.median(seconds), note))
-        print(rows[-1], flush=True)
+        print("ROW", rows[-1], flush=True)
         del out
     results["decode"] = variants
     return variants
@@ -231,19 +231,30 @@ def main() -> None:
     rows, results = [], {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     if not args.skip_components:
         variants = components(pipe, device, rows, results)
-        best = min((v["seconds"], name) for name, v in variants.items() if v["psnr_vs_fp32"] >= 35)[1]
+        # A compiled decoder is measured but not used end to end: it runs on the decode thread while the
+        # transformer's graphs may still be compiling on the main one, and FX tracing (process-wide)
+        # cannot meet a compiled function.
+        best = min(
+            (v["seconds"], name)
+            for name, v in variants.items()
+            if v["psnr_vs_fp32"] >= 35 and "compiled" not in name
+        )[1]
+        if getattr(pipe.vae.decoder, "_compiled_call_impl", None) is not None:
+            pipe.vae.decoder._compiled_call_impl = None
     else:
         if args.compile:
             pipe.transformer.compile_repeated_blocks(fullgraph=True, dynamic=False)
         best = args.vae
     set_vae_format(pipe.vae, torch.float32 if best == "fp32" else torch.bfloat16, "channels-last" in best)
     torch.backends.cudnn.benchmark = "cudnn-tuned" in best
-    if "compiled" in best and getattr(pipe.vae.decoder, "_compiled_call_impl", None) is None:
-        pipe.vae.decoder.compile()
+
     compiled = not args.skip_components or args.compile
     results["settings"] = {"vae": best, "transformer": "compiled blocks" if compiled else "eager"}
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)
-    end_to_end(pipe, device, args.minutes, args.budget, rows, results)
+    try:
+        end_to_end(pipe, device, args.minutes, args.budget, rows, results)
+    except Exception as e:  # keep what was measured
+        rows.append(("end to end", "FAILED", float("nan"), f"{type(e).__name__}: {e}"[:120]))
     print(f"\ndevice: {results['device']}, torch {results['torch']}")
     print(f"{'what':50s} {'how':20s} {'seconds':>8s}  note")
     for what, how, seconds, note in rows:
