@@ -49,7 +49,8 @@ def resolve(op: str, x: torch.Tensor) -> Callable:
         if backend is None:
             raise RuntimeError(f"no implementation of {op} for {x.device.type} / {x.dtype}")
     key = (op, x.device.type, str(x.dtype), backend.name)
-    if key not in _logged:
+    # Under torch.compile the choice is made while tracing; logging there would break the graph.
+    if key not in _logged and not torch.compiler.is_compiling():
         _logged.add(key)
         logger.info("%s on %s/%s: using the %s implementation", op, x.device.type, x.dtype, backend.name)
     return backend.fn
