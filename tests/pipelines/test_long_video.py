@@ -186,3 +186,33 @@ def test_rollouts_beyond_the_rope_table_are_refused(pipe):
 def test_prompt_count_must_match_chunks(pipe):
     with pytest.raises(ValueError, match=r"one string per chunk \(3 chunks"):
         pipe(["a", "b"], frames=25, chunk_frames=2, **SIZE)
+
+
+def test_write_with_compiled_models_gives_the_same_video(t2v_dir, tmp_path):
+    """Compiled graphs are built during the first chunks, which then finish in turn (not beside a
+    compiling thread); the video is the same."""
+    from sana_video.video import read_video
+
+    args = dict(frames=33, chunk_frames=2, seed=3, **SIZE)
+    plain = LongSanaVideoPipeline.from_pretrained(t2v_dir)
+    plain.set_progress_bar_config(disable=True)
+    plain.write(tmp_path / "plain.mp4", "a red circle", **args)
+    fast = LongSanaVideoPipeline.from_pretrained(t2v_dir)
+    fast.set_progress_bar_config(disable=True)
+    torch._dynamo.reset()
+    fast.transformer.compile_repeated_blocks(fullgraph=True, dynamic=False, backend="eager")
+    fast.vae.decoder.compile(backend="eager")
+    fast.write(tmp_path / "fast.mp4", "a red circle", **args)
+    assert (read_video(tmp_path / "fast.mp4")[0] == read_video(tmp_path / "plain.mp4")[0]).all()
+
+
+def test_optimize_sets_the_vae_as_asked(t2v_dir):
+    pipe = LongSanaVideoPipeline.from_pretrained(t2v_dir).optimize(compile=False, vae_dtype=torch.bfloat16)
+    conv = next(m for m in pipe.vae.modules() if isinstance(m, torch.nn.Conv3d))
+    assert pipe.vae.dtype == torch.bfloat16 and conv.weight.is_contiguous(
+        memory_format=torch.channels_last_3d
+    )
+    frames = pipe(
+        "a cat", frames=9, chunk_frames=2, **SIZE, generator=torch.Generator().manual_seed(0)
+    ).frames
+    assert frames.shape == (1, 9, 32, 32, 3)

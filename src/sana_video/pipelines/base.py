@@ -86,6 +86,32 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
             index["transformer"] = ["diffusers", "SanaVideoTransformer3DModel"]
             index_path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
+    # Speed
+
+    def optimize(
+        self, compile: bool = True, vae_dtype: torch.dtype | None = torch.bfloat16, channels_last: bool = True
+    ):
+        """Trade a little exactness for speed (measured on an H200 in docs/PERFORMANCE.md).
+
+        compile: `torch.compile` the transformer's blocks (one graph for all, no graph breaks) and the VAE
+            decoder; the first calls compile (seconds to a minute).
+        vae_dtype: cast the VAE (bf16 decodes 1.5× faster than fp32; 48.5 dB PSNR between them on
+            random weights).
+        channels_last: channels-last memory for the VAE's 3D convolution weights (another 10 %).
+        """
+        if vae_dtype is not None:
+            self.vae.to(dtype=vae_dtype)
+        layout = torch.channels_last_3d if channels_last else torch.contiguous_format
+        for module in self.vae.modules():
+            if isinstance(module, torch.nn.Conv3d):
+                module.weight.data = module.weight.data.to(memory_format=layout)
+        if compile:
+            self.transformer.compile_repeated_blocks(
+                fullgraph=True, dynamic=False
+            )  # a few fixed shapes per video
+            self.vae.decoder.compile()
+        return self
+
     # Text
 
     @torch.no_grad()

@@ -273,9 +273,14 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
         writer = ChunkedVideoWriter(partial, fps=fps, resume_from=resume_from)
         finisher = _ChunkFinisher(self, writer, saved_at, {"format": _CHECKPOINT_FORMAT, "job": _jsonable(job), "seed": seed},
                                   checkpoint, on_chunk)  # fmt: skip
+        # Compiled models compile their graphs during the first chunks; FX tracing is process-wide and
+        # a compiled function called on another thread meanwhile raises, so those chunks finish in turn.
+        in_turn = 3 if _has_compiled_modules(self) else 0
         try:
             for chunk in self.stream(prompt, generator=generator, resume=checkpoint, decode=False, **kwargs):
                 finisher.submit(chunk, generator.get_state())
+                if chunk.index - (checkpoint or {}).get("next_chunk", 0) < in_turn:
+                    finisher.wait()
             finisher.wait()
         except BaseException:
             # Interrupted: let the chunk in flight finish, keep the partial video playable and the
@@ -424,6 +429,14 @@ class _ChunkFinisher:
         if self.on_chunk is not None:
             chunk.frames = frames
             self.on_chunk(chunk)
+
+
+def _has_compiled_modules(pipe) -> bool:
+    modules = [*pipe.transformer.modules(), *pipe.vae.modules()]
+    return any(
+        getattr(m, "_compiled_call_impl", None) is not None or type(m).__name__ == "OptimizedModule"
+        for m in modules
+    )
 
 
 def chunk_prompts(schedule: list[tuple[float, str]], frames: int, fps: float, chunk_frames: int) -> list[str]:
