@@ -343,28 +343,37 @@ def _generate_job(pipe, job: Job, args, timings: dict[str, float], device: str, 
             "mode": "image-to-video" if args.image is not None else "text-to-video",
             "prompt": job.prompt,
             "full_prompt": full_prompt,
-            "negative_prompt": args.negative_prompt if guided else None,
-            "motion_score": args.motion_score,
-            "image": str(Path(args.image).resolve()) if args.image is not None else None,
-            "generator": "torch.Generator('cpu').manual_seed(seed)",
             "steps": args.steps,
-            "guidance": args.guidance,
             "scheduler": type(pipe.scheduler).__name__,
             "shift": flow_shift(pipe.scheduler),
-            "height": args.height,
-            "width": args.width,
-            "frames": args.frames,
-            "fps": args.fps,
-            "model": str(Path(args.model).resolve()),
-            "lora": args.lora,
-            "dtype": str(dtype).removeprefix("torch."),
-            "device": device,
-            "sana_video_version": sana_video.__version__,
-            "command": shlex.join(["sana-video", *sys.argv[1:]]),
+            **_record(args, dtype, device),
         }
         for path, seed, video in zip(job.outputs, job.seeds, videos):
             export_to_video(video, path, fps=args.fps, metadata={**common, "seed": seed, "timings": timings})
         stage.detail = ", ".join(str(p) for p in job.outputs) + " (+ .json)"
+
+
+def _record(args, dtype, device: str) -> dict:
+    """What every video's JSON sidecar records about the run (beside each command's own fields)."""
+    return {
+        "negative_prompt": args.negative_prompt if args.guidance > 1 else None,
+        "motion_score": args.motion_score,
+        "image": str(Path(args.image).resolve()) if args.image else None,
+        "generator": "torch.Generator('cpu').manual_seed(seed)",
+        "guidance": args.guidance,
+        "height": args.height,
+        "width": args.width,
+        "frames": args.frames,
+        "fps": args.fps,
+        "model": str(Path(args.model).resolve()),
+        "lora": args.lora,
+        "dtype": str(dtype).removeprefix("torch."),
+        "vae_dtype": args.vae_dtype,
+        "compiled": args.compile,
+        "device": device,
+        "sana_video_version": sana_video.__version__,
+        "command": shlex.join(["sana-video", *sys.argv[1:]]),
+    }
 
 
 # long
@@ -378,6 +387,7 @@ def _long(args: argparse.Namespace) -> int:
     from sana_video import LongSanaVideoPipeline
     from sana_video.pipelines.long_video import checkpoint_path, chunk_prompts
     from sana_video.pipelines.text import motion_prompt
+    from sana_video.sampling.long import split_chunks
 
     if args.duration is not None:  # the first 4k+1 frame count that lasts `duration`
         args.frames = 4 * math.ceil((math.ceil(args.duration * args.fps) - 1) / 4) + 1
@@ -419,28 +429,13 @@ def _long(args: argparse.Namespace) -> int:
         "mode": "long",
         "schedule": [[t, p] for t, p in schedule],
         "chunk_prompts": prompts,
-        "negative_prompt": args.negative_prompt if args.guidance > 1 else None,
-        "motion_score": args.motion_score,
-        "image": str(Path(args.image).resolve()) if args.image else None,
         "sampler": args.sampler,
         "steps": args.steps if args.sampler == "euler" else 4,
-        "guidance": args.guidance,
         "shift": args.shift,
         "chunk_frames": args.chunk_frames,
-        "height": args.height,
-        "width": args.width,
-        "frames": args.frames,
-        "fps": args.fps,
-        "model": str(Path(args.model).resolve()),
-        "lora": args.lora,
-        "dtype": str(dtype).removeprefix("torch."),
-        "device": device,
-        "sana_video_version": sana_video.__version__,
-        "command": shlex.join(["sana-video", *sys.argv[1:]]),
+        **_record(args, dtype, device),
     }
     latent_frames = (args.frames - 1) // 4 + 1
-    from sana_video.sampling.long import split_chunks
-
     num_chunks = len(split_chunks(latent_frames, args.chunk_frames))
     bar = tqdm(total=num_chunks, unit="chunk", disable=args.quiet, desc="long", leave=False)
     start = time.perf_counter()
