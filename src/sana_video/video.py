@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from sana_video._files import atomic_path, publish, temporary_beside
 
 
 def frames_to_uint8(frames: Any) -> np.ndarray:
@@ -24,15 +25,17 @@ def frames_to_uint8(frames: Any) -> np.ndarray:
             raise ValueError("no frames to write")
         frames = np.stack([np.asarray(f.convert("RGB") if hasattr(f, "convert") else f) for f in frames])
     elif hasattr(frames, "detach"):  # a torch tensor: [F, 3, H, W] ("pt" output) or [F, H, W, 3]
+        import torch
+
         if frames.ndim != 4 or 3 not in (frames.shape[1], frames.shape[-1]):
             raise ValueError(
                 f"a tensor video must be [F, 3, H, W] or [F, H, W, 3]; got {tuple(frames.shape)}"
             )
         if frames.shape[-1] != 3:
             frames = frames.permute(0, 2, 3, 1)
-        if frames.dtype != torch_uint8():
+        if frames.dtype != torch.uint8:
             # Convert where the frames are (a GPU, say), so only bytes cross to the CPU.
-            frames = (frames.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch_uint8())
+            frames = (frames.detach().float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
         frames = frames.cpu().numpy()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
@@ -59,9 +62,7 @@ class VideoWriter:
         self.path = Path(path)
         if fps <= 0:
             raise ValueError(f"fps must be positive (got {fps})")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.stem}.", suffix=".partial.mp4")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        self._tmp = temporary_beside(self.path, suffix=".partial.mp4")
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self._stream.pix_fmt = "yuv420p"
@@ -93,7 +94,7 @@ class VideoWriter:
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
-        _publish(self._tmp, self.path)
+        publish(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
@@ -269,30 +270,8 @@ def sidecar_path(video: str | os.PathLike) -> Path:
 
 def write_json(path: str | os.PathLike, data: dict) -> None:
     """Write JSON atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.write("\n")
-        _publish(Path(tmp), path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def torch_uint8():
-    import torch
-
-    return torch.uint8
-
-
-def _publish(tmp: Path, path: Path) -> None:
-    """Give a finished temporary file the usual permissions (mkstemp makes it private) and move it in place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:

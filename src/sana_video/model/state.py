@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from sana_video._files import atomic_path
 from sana_video.ops import LinearAttentionState
 
 _FORMAT = "sana-video-state/1"
@@ -81,14 +81,8 @@ class SanaVideoState:
         path = Path(path)
         tensors = {name: t.detach().contiguous().cpu() for name, t in self.tensors().items()}
         metadata = {"format": _FORMAT, "num_frames": str(self.num_frames)}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata=metadata)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> SanaVideoState:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from sana_video._files import atomic_torch_save
 from sana_video.model import SanaVideoState
 from sana_video.pipelines import sizes
 from sana_video.pipelines.base import SanaVideoPipelineBase, SanaVideoPipelineOutput
@@ -423,7 +423,7 @@ class _ChunkFinisher:
                 "frames_before_chunk": before,
                 "chunk_packets": packets,
             }
-            _atomic_save(saved, self.checkpoint_at)
+            atomic_torch_save(saved, self.checkpoint_at)
         self.seconds["encode"] += encoded - start
         self.seconds["checkpoint"] += time.perf_counter() - encoded
         if self.on_chunk is not None:
@@ -467,17 +467,6 @@ def partial_path(path: Path) -> Path:
 
 def checkpoint_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.checkpoint.pt")
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _jsonable(value):

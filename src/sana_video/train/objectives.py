@@ -1,0 +1,105 @@
+"""What each model is trained on: the transformer (flow matching, bidirectional or chunk-causal), the VAE
+(reconstruction), LoRA adapters (flow matching on a user's videos)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, motion_prompt
+from sana_video.sampling.long import split_chunks
+from sana_video.train.flow import chunked_flow_matching_loss, flow_matching_loss, sample_sigmas
+
+
+class TransformerObjective:
+    """Flow matching for the pipeline's transformer, with text encoded exactly as at inference.
+
+    - captions get the motion hint (a random score from `motion_scores`) and the CHI, as the pipelines
+      add them; with probability `text_dropout` a caption becomes "" without CHI (the pipelines' negative
+      prompt), so classifier-free guidance works;
+    - with probability `chunked_fraction` a batch is trained chunk-causally through the state (the
+      long-video mode): chunks of `chunk_frames` latent frames with non-decreasing σ.
+    """
+
+    def __init__(self, pipe, *, shift: float = 3.0, text_dropout: float = 0.1, chunked_fraction: float = 0.3,
+                 chunk_frames: int = 3, motion_scores=(10, 30), max_sequence_length: int = 300):  # fmt: skip
+        self.pipe, self.shift, self.text_dropout = pipe, shift, text_dropout
+        self.chunked_fraction, self.chunk_frames = chunked_fraction, chunk_frames
+        self.motion_scores, self.max_sequence_length = motion_scores, max_sequence_length
+
+    @torch.no_grad()
+    def encode(self, videos: torch.Tensor, captions: list[str], generator: torch.Generator):
+        pipe, device = self.pipe, self.pipe.transformer.device
+        latents = pipe.vae.encode(videos.to(device, pipe.vae.dtype)).latent_dist.mode()
+        mean, inv_std = pipe._latent_stats(device, latents.dtype)
+        latents = ((latents - mean) * inv_std).float()
+        dropped = torch.rand(len(captions), generator=generator) < self.text_dropout
+        scores = torch.randint(len(self.motion_scores), (len(captions),), generator=generator)
+        texts = [motion_prompt(c, self.motion_scores[s]) for c, s in zip(captions, scores.tolist())]
+        embeds, mask, *_ = pipe.encode_prompt(texts, False, device=device, max_sequence_length=self.max_sequence_length,
+                                              complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION)  # fmt: skip
+        if dropped.any():
+            empty, empty_mask, *_ = pipe.encode_prompt([""] * int(dropped.sum()), False, device=device,
+                                                       max_sequence_length=self.max_sequence_length,
+                                                       complex_human_instruction=None)  # fmt: skip
+            embeds, mask = embeds.clone(), mask.clone()
+            embeds[dropped.to(device)], mask[dropped.to(device)] = empty.to(embeds.dtype), empty_mask
+        return latents, embeds, mask
+
+    def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
+        videos, captions = batch
+        latents, text, mask = self.encode(videos, list(captions), generator)
+        transformer = self.pipe.transformer
+        batch_size, device = latents.shape[0], latents.device
+        noise = torch.randn(latents.shape, generator=generator).to(device)
+        chunked = torch.rand((), generator=generator).item() < self.chunked_fraction
+        chunks = split_chunks(latents.shape[2], self.chunk_frames)
+        if chunked and len(chunks) > 1:
+            sigmas = torch.stack([sample_sigmas(batch_size, generator, shift=self.shift) for _ in chunks], 1)
+            sigmas = sigmas.sort(dim=1).values.to(device)  # non-decreasing over chunks
+
+            def model(x, t, state, offset):
+                out = transformer(x, text, t, encoder_attention_mask=mask, state=state, frame_offset=offset,
+                                  return_state=True, return_dict=False)  # fmt: skip
+                return out[0], out[1]
+
+            return chunked_flow_matching_loss(model, latents, chunks, sigmas, noise)
+
+        sigma = sample_sigmas(batch_size, generator, shift=self.shift, device=device)
+
+        def velocity(x, t):
+            return transformer(x, text, t, encoder_attention_mask=mask, return_dict=False)[0]
+
+        return flow_matching_loss(velocity, latents, sigma, noise)
+
+
+class VAEObjective:
+    """Reconstruction through the posterior: L1 + MSE on pixels, plus a small KL towards N(0, 1)."""
+
+    def __init__(self, vae, kl_weight: float = 1e-6):
+        self.vae, self.kl_weight = vae, kl_weight
+
+    def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
+        videos = batch[0].to(self.vae.device)
+        posterior = self.vae.encode(videos).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=generator).to(
+            videos.device
+        )
+        reconstruction = self.vae.decode(z).sample
+        kl = posterior.kl().mean() / videos[0].numel()
+        return F.l1_loss(reconstruction, videos) + F.mse_loss(reconstruction, videos) + self.kl_weight * kl
+
+
+@torch.no_grad()
+def latent_statistics(vae, dataset, count: int = 64, batch_size: int = 8) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior means over `count` clips (the pipelines' normalization)."""
+    sums = None
+    for start in range(0, count, batch_size):
+        videos = torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, count))])
+        z = vae.encode(videos.to(vae.device, vae.dtype)).latent_dist.mode().float()
+        flat = z.transpose(0, 1).reshape(z.shape[1], -1)
+        part = torch.stack([flat.sum(1), flat.pow(2).sum(1), torch.full_like(flat[:, 0], flat.shape[1])])
+        sums = part if sums is None else sums + part
+    mean = sums[0] / sums[2]
+    std = (sums[1] / sums[2] - mean.pow(2)).clamp_min(1e-8).sqrt()
+    return mean.tolist(), std.tolist()
