@@ -500,6 +500,64 @@ def _check_rollout_length(args) -> None:
         )
 
 
+# train
+
+
+def _train_small(args: argparse.Namespace) -> int:
+    from sana_video.train.loop import TrainConfig
+    from sana_video.train.small_model import SmallModelRecipe, build_small_model
+
+    recipe = SmallModelRecipe(
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        vae=TrainConfig(
+            steps=args.vae_steps,
+            batch_size=args.vae_batch_size,
+            lr=1e-3,
+            warmup=100,
+            ema_decay=None,
+            num_workers=args.workers,
+            progress=not args.quiet,
+        ),
+        transformer=TrainConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup=200,
+            num_workers=args.workers,
+            progress=not args.quiet,
+        ),
+    )
+    out = build_small_model(args.out, recipe, device=args.device or _default_device())
+    print(f"wrote the small model to {out}")
+    return 0
+
+
+def _train_lora(args: argparse.Namespace) -> int:
+    import torch
+
+    from sana_video import SanaVideoPipeline
+    from sana_video.train.loop import TrainConfig
+    from sana_video.train.lora import VideoFolder, finetune_lora
+
+    if not (Path(args.model) / "model_index.json").is_file():
+        raise CLIError(f"--model {args.model}: not a pipeline folder (no model_index.json there)")
+    data = VideoFolder(args.data, frames=args.frames, height=args.height, width=args.width)
+    device = args.device or _default_device()
+    pipe = SanaVideoPipeline.from_pretrained(args.model).to(device)
+    pipe.vae.requires_grad_(False)
+    if pipe.text_encoder is not None:
+        pipe.text_encoder.requires_grad_(False)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=min(50, args.steps // 10),
+                         ema_decay=None, checkpoint_every=max(1, args.steps // 4), progress=not args.quiet,
+                         bf16=device == "cuda")  # fmt: skip
+    torch.manual_seed(0)
+    finetune_lora(pipe, data, config, args.out, rank=args.rank)
+    print(f"wrote {Path(args.out) / 'pytorch_lora_weights.safetensors'}: use it with --lora")
+    return 0
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -627,6 +685,39 @@ def build_parser() -> argparse.ArgumentParser:
     long.add_argument("--resume", action="store_true", help="continue the interrupted run of --out")
     _add_model_options(long, guidance=1.0, motion_score=10, steps=50)
     long.set_defaults(run=_long)
+
+    training = commands.add_parser("train", help="train the small model, or a LoRA on your videos")
+    what = training.add_subparsers(dest="what", required=True)
+    small = what.add_parser("small", help="build the project's small model on synthetic shapes videos")
+    small.add_argument("--out", required=True, help="the pipeline folder to write (resumes if interrupted)")
+    small.add_argument("--frames", type=_positive_int, default=33)
+    small.add_argument("--size", type=_positive_int, default=96, help="height and width (default: 96)")
+    small.add_argument("--vae-steps", type=_positive_int, default=3000)
+    small.add_argument("--vae-batch-size", type=_positive_int, default=8)
+    small.add_argument(
+        "--steps", type=_positive_int, default=12000, help="transformer steps (default: 12000)"
+    )
+    small.add_argument("--batch-size", type=_positive_int, default=32)
+    small.add_argument("--lr", type=_positive_float, default=5e-4)
+    small.add_argument("--workers", type=int, default=8, help="data loader processes (default: 8)")
+    small.add_argument("--seed", type=int, default=0)
+    small.add_argument("--device", help="(default: the best available)")
+    small.add_argument("--quiet", action="store_true")
+    small.set_defaults(run=_train_small)
+    lora = what.add_parser("lora", help="fine-tune a LoRA on a folder of videos with .txt captions")
+    lora.add_argument("--model", required=True, help="the pipeline folder to adapt")
+    lora.add_argument("--data", required=True, help="videos, each with a caption in NAME.txt")
+    lora.add_argument("--out", required=True, help="where to write the LoRA (and checkpoints)")
+    lora.add_argument("--rank", type=_positive_int, default=16)
+    lora.add_argument("--steps", type=_positive_int, default=500)
+    lora.add_argument("--batch-size", type=_positive_int, default=1)
+    lora.add_argument("--lr", type=_positive_float, default=1e-4)
+    lora.add_argument("--frames", type=_positive_int, default=33)
+    lora.add_argument("--height", type=_positive_int, default=96)
+    lora.add_argument("--width", type=_positive_int, default=96)
+    lora.add_argument("--device", help="(default: the best available)")
+    lora.add_argument("--quiet", action="store_true")
+    lora.set_defaults(run=_train_lora)
     return parser
 
 

@@ -41,7 +41,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
     _optional_components: ClassVar[list[str]] = ["tokenizer", "text_encoder"]
     _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "prompt_embeds", "negative_prompt_embeds"]
 
-    def __init__(self, tokenizer, text_encoder, vae, transformer, scheduler):
+    def __init__(self, tokenizer, text_encoder, vae, transformer: SanaVideoTransformer3DModel, scheduler):
         super().__init__()
         self.register_modules(
             tokenizer=tokenizer,

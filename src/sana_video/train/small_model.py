@@ -1,0 +1,97 @@
+"""Build the project's small SANA-Video from nothing: VAE, then transformer, on the shapes videos.
+
+sana-video train small --out models/shapes       # what made the bundled model (see docs/TRAINING.md)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from sana_video.train.components import (
+    make_text_encoder,
+    make_tokenizer,
+    make_transformer,
+    make_vae,
+    vocabulary,
+)
+from sana_video.train.data import ShapesDataset
+from sana_video.train.loop import TrainConfig, apply_ema, train
+from sana_video.train.objectives import TransformerObjective, VAEObjective, latent_statistics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SmallModelRecipe:
+    frames: int = 33
+    size: int = 96
+    latent_channels: int = 8
+    vae_base_dim: int = 32
+    text_hidden: int = 64
+    vae: TrainConfig = None  # type: ignore[assignment]
+    transformer: TrainConfig = None  # type: ignore[assignment]
+    shift: float = 3.0  # training σ shift (and the sampler's)
+    chunk_frames: int = 3  # latent frames per chunk in chunk-causal batches
+    chunked_fraction: float = 0.3
+    seed: int = 0
+
+    def __post_init__(self):
+        self.vae = self.vae or TrainConfig(steps=3000, batch_size=8, lr=1e-3, warmup=100, ema_decay=None)
+        self.transformer = self.transformer or TrainConfig(steps=12000, batch_size=32, lr=5e-4, warmup=200)
+
+
+def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, device: str = "cuda") -> Path:
+    """Train and save the small model as a diffusers-format pipeline folder at `output`.
+
+    Work goes to `output/.work/` (checkpoints: an interrupted build resumes where it stopped)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from sana_video import SanaVideoPipeline
+
+    output = Path(output)
+    work = output / ".work"
+    data = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed)
+    words = vocabulary()
+
+    # 1. The VAE, then the latent statistics the pipelines normalize with.
+    torch.manual_seed(recipe.seed)
+    vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
+    train(vae, VAEObjective(vae), data, recipe.vae, work / "vae")
+    vae.eval().requires_grad_(False)
+    mean, std = latent_statistics(vae, data, count=256)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+
+    # 2. The transformer, with text encoded as the pipelines encode it.
+    transformer = make_transformer(recipe.latent_channels, recipe.text_hidden, seed=recipe.seed,
+                                   sample_size=recipe.size // 16).to(device)  # fmt: skip
+    scheduler = DPMSolverMultistepScheduler(
+        flow_shift=recipe.shift, use_flow_sigmas=True, prediction_type="flow_prediction"
+    )
+    pipe = SanaVideoPipeline(make_tokenizer(words), make_text_encoder(len(words), recipe.text_hidden, recipe.seed).to(device),
+                             vae, transformer, scheduler)  # fmt: skip
+    objective = TransformerObjective(pipe, shift=recipe.shift, chunk_frames=recipe.chunk_frames,
+                                     chunked_fraction=recipe.chunked_fraction)  # fmt: skip
+    if device != "cpu":
+        transformer.enable_gradient_checkpointing()
+    result = train(transformer, objective, data, recipe.transformer, work / "transformer")
+    if result.ema is not None:
+        apply_ema(transformer, result.ema)
+    transformer.disable_gradient_checkpointing()
+
+    pipe.to("cpu")
+    pipe.save_pretrained(output)
+    (output / "sana_video.json").write_text(json.dumps(defaults(recipe), indent=2) + "\n")
+    (output / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=str) + "\n")
+    return output
+
+
+def defaults(recipe: SmallModelRecipe) -> dict:
+    """Generation defaults that suit this model, read by the command line (its trained size and length)."""
+    return {"height": recipe.size, "width": recipe.size, "frames": recipe.frames, "negative_prompt": "",
+            "motion_score": 30, "steps": 30, "guidance": 4.0, "chunk_frames": recipe.chunk_frames}  # fmt: skip
