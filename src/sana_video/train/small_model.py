@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class SmallModelRecipe:
     frames: int = 33
+    vae_frames: int = (
+        9  # the causal VAE learns from 1 + 4 + 4 frames as well as from 33, at a quarter of the cost
+    )
     size: int = 96
     latent_channels: int = 8
     vae_base_dim: int = 32
@@ -42,8 +45,9 @@ class SmallModelRecipe:
     seed: int = 0
 
     def __post_init__(self):
-        self.vae = self.vae or TrainConfig(steps=3000, batch_size=8, lr=1e-3, warmup=100, ema_decay=None)
-        self.transformer = self.transformer or TrainConfig(steps=12000, batch_size=32, lr=5e-4, warmup=200)
+        # Sized for ~21 minutes on one H100/H200 (measured: transformer 2.2 steps/s at batch 32, 33×96×96).
+        self.vae = self.vae or TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=100, ema_decay=None)
+        self.transformer = self.transformer or TrainConfig(steps=2200, batch_size=32, lr=5e-4, warmup=200)
 
 
 def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, device: str = "cuda") -> Path:
@@ -62,7 +66,10 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     # 1. The VAE, then the latent statistics the pipelines normalize with.
     torch.manual_seed(recipe.seed)
     vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
-    train(vae, VAEObjective(vae), data, recipe.vae, work / "vae")
+    vae_data = ShapesDataset(
+        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1
+    )
+    train(vae, VAEObjective(vae), vae_data, recipe.vae, work / "vae")
     vae.eval().requires_grad_(False)
     mean, std = latent_statistics(vae, data, count=256)
     vae.register_to_config(latents_mean=mean, latents_std=std)
