@@ -198,3 +198,25 @@ def test_console_script_error_has_no_traceback(tmp_path):
         result.stderr.strip()
         == f"sana-video: error: --model {tmp_path}: not a pipeline folder (no model_index.json there)"
     )
+
+
+def test_a_models_own_defaults_apply(t2v_dir, tmp_path, capsys):
+    """sana_video.json in the model folder sets what the user does not: size, length, negative prompt."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(t2v_dir, model)
+    (model / "sana_video.json").write_text(json.dumps({"height": 32, "width": 32, "frames": 9, "steps": 2,
+                                                       "negative_prompt": "", "motion_score": 5}))  # fmt: skip
+    code, *_ = _generate(
+        capsys, "a cat", "--model", str(model), "--seed", "1", "--out", str(tmp_path / "v.mp4"), "--quiet"
+    )
+    assert code == 0
+    record = json.loads((tmp_path / "v.json").read_text())
+    assert (record["height"], record["width"], record["frames"], record["steps"]) == (32, 32, 9, 2)
+    assert record["negative_prompt"] == "" and record["full_prompt"] == "a cat motion score: 5."
+    # What the user gives wins.
+    code, *_ = _generate(
+        capsys, "a cat", "--model", str(model), "--frames", "5", "--out", str(tmp_path / "w.mp4"), "--quiet"
+    )
+    assert code == 0 and json.loads((tmp_path / "w.json").read_text())["frames"] == 5

@@ -139,6 +139,28 @@ def _read_prompts(args) -> list[tuple[int | None, str]]:
     return [(None, prompt.strip())]
 
 
+def _resolve_defaults(args) -> None:
+    """Fill the options not given: from the model folder's sana_video.json (its trained size, length,
+    negative prompt, ...), else the command's built-in defaults."""
+    import json
+
+    from sana_video.pipelines.text import RECOMMENDED_NEGATIVE_PROMPT
+
+    model_file = Path(args.model) / "sana_video.json" if args.model else None
+    model = json.loads(model_file.read_text()) if model_file is not None and model_file.is_file() else {}
+    builtin = {
+        "height": 480,
+        "width": 832,
+        "negative_prompt": RECOMMENDED_NEGATIVE_PROMPT,
+        **args.builtin_defaults,
+    }
+    if args.command == "generate":
+        builtin["frames"] = 81
+    for name, value in builtin.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, model.get(name, value))
+
+
 def _check_model_and_sizes(args) -> None:
     """The model folder, frames and size (from the folder's configs, before any weights load), the image."""
     from sana_video.pipelines import sizes
@@ -160,6 +182,7 @@ def _check_model_and_sizes(args) -> None:
 
 def _plan(args) -> list[Job]:
     """Validate everything that can be checked without loading weights, and name the outputs."""
+    _resolve_defaults(args)
     _check_model_and_sizes(args)
 
     prompts = _read_prompts(args)
@@ -389,6 +412,7 @@ def _long(args: argparse.Namespace) -> int:
     from sana_video.pipelines.text import motion_prompt
     from sana_video.sampling.long import split_chunks
 
+    _resolve_defaults(args)
     if args.duration is not None:  # the first 4k+1 frame count that lasts `duration`
         args.frames = 4 * math.ceil((math.ceil(args.duration * args.fps) - 1) / 4) + 1
     args.frames = 961 if args.frames is None else args.frames
@@ -595,26 +619,25 @@ def _add_model_options(
     parser: argparse.ArgumentParser, *, guidance: float, motion_score: float, steps: int
 ) -> None:
     """Options every generating command shares."""
-    from sana_video.pipelines.text import RECOMMENDED_NEGATIVE_PROMPT
 
     parser.add_argument("--model", help="a diffusers-format SANA-Video folder (required for now)")
     parser.add_argument("--image", help="first frame: image-to-video")
+    parser.add_argument("--negative-prompt", help="(default: the model's, else the SANA-Video model card's)")
     parser.add_argument(
-        "--negative-prompt", default=RECOMMENDED_NEGATIVE_PROMPT, help="(default: the model card's)"
+        "--height",
+        type=int,
+        help="pixels, a multiple of 16 for the 480p model (default: the model's, else 480)",
     )
-    parser.add_argument(
-        "--height", type=int, default=480, help="pixels, a multiple of 16 for the 480p model (default: 480)"
-    )
-    parser.add_argument("--width", type=int, default=832, help="(default: 832)")
+    parser.add_argument("--width", type=int, help="(default: the model's, else 832)")
     parser.add_argument("--fps", type=_positive_float, default=16, help="of the MP4 (default: 16)")
     parser.add_argument(
-        "--steps", type=_positive_int, default=steps, help=f"denoising steps (default: {steps})"
+        "--steps", type=_positive_int, help=f"denoising steps (default: the model's, else {steps})"
     )
-    parser.add_argument("--guidance", type=_non_negative_float, default=guidance,
+    parser.add_argument("--guidance", type=_non_negative_float,
                         help=f"CFG scale; ≤ 1 is off (default: {guidance:g})")  # fmt: skip
     parser.add_argument("--shift", type=_positive_float, help="flow shift (default: the scheduler's, 8)")
     parser.add_argument("--seed", type=int, help="(default: random; always printed and recorded)")
-    parser.add_argument("--motion-score", type=_non_negative_float, default=motion_score,
+    parser.add_argument("--motion-score", type=_non_negative_float,
                         help=f"appended to the prompt as ' motion score: N.' (default: {motion_score:g})")  # fmt: skip
     parser.add_argument("--dtype", choices=["auto", *DTYPES], default="auto",
                         help="transformer and text encoder (default: bf16 on CUDA, else fp32; the VAE is fp32)")  # fmt: skip
@@ -630,6 +653,7 @@ def _add_model_options(
     parser.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32",
                         help="bf16 decodes faster, fp32 is the model card's choice (default: fp32)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    parser.set_defaults(builtin_defaults={"steps": steps, "guidance": guidance, "motion_score": motion_score})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -655,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--prompt", dest="prompt_text", help="the prompt, as an option")
     gen.add_argument("--prompt-file", help="one prompt per line: one video each, the model loaded once; "
                      "a rerun skips the videos already written")  # fmt: skip
-    gen.add_argument("--frames", type=int, default=81, help="4k+1 frames (default: 81, 5 s at 16 fps)")
+    gen.add_argument("--frames", type=int, help="4k+1 frames (default: the model's, else 81: 5 s at 16 fps)")
     gen.add_argument("--num-videos", type=_positive_int, default=1, help="videos per prompt (default: 1)")
     where = gen.add_mutually_exclusive_group()
     where.add_argument("--out", help="output file (one video)")
