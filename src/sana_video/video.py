@@ -45,6 +45,18 @@ def frames_to_uint8(frames: Any) -> np.ndarray:
     return frames
 
 
+def _encodable(frames: Any, size: tuple[int, int] | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """uint8 frames padded to even sizes (yuv420p needs them), and their original (height, width), which
+    must be `size` once a stream has one."""
+    frames = frames_to_uint8(frames)
+    height, width = frames.shape[1:3]
+    if size is not None and size != (height, width):
+        raise ValueError(f"frame size changed from {size} to {(height, width)}")
+    if height % 2 or width % 2:
+        frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    return frames, (height, width)
+
+
 class VideoWriter:
     """Encode frames to an MP4 as they come; the file appears under its name only when complete.
 
@@ -73,15 +85,10 @@ class VideoWriter:
     def write(self, frames: Any) -> None:
         import av
 
-        frames = frames_to_uint8(frames)
-        height, width = frames.shape[1:3]
+        frames, size = _encodable(frames, self._size)
         if self._size is None:
-            self._size = (height, width)
-            self._stream.height, self._stream.width = height + height % 2, width + width % 2
-        elif self._size != (height, width):
-            raise ValueError(f"frame size changed from {self._size} to {(height, width)}")
-        if height % 2 or width % 2:
-            frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+            self._size = size
+            self._stream.height, self._stream.width = frames.shape[1:3]
         for frame in frames:
             for packet in self._stream.encode(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
@@ -171,14 +178,9 @@ class ChunkedVideoWriter:
         """Encode one chunk (uint8 or float frames, as `frames_to_uint8` takes); returns its packets."""
         import av
 
-        frames = frames_to_uint8(frames)
-        height, width = frames.shape[1:3]
+        frames, size = _encodable(frames, self._size)
         if self._size is None:
-            self._open(height, width)
-        elif self._size != (height, width):
-            raise ValueError(f"frame size changed from {self._size} to {(height, width)}")
-        if height % 2 or width % 2:
-            frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+            self._open(*size)
         self._packets = []
         for i, array in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
