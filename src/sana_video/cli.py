@@ -528,29 +528,19 @@ def _check_rollout_length(args) -> None:
 
 
 def _train_small(args: argparse.Namespace) -> int:
-    from sana_video.train.loop import TrainConfig
+    from dataclasses import replace
+
     from sana_video.train.small_model import SmallModelRecipe, build_small_model
 
+    base = SmallModelRecipe()  # the recipe's own training settings, with what the command line changes
+    common = dict(num_workers=args.workers, progress=not args.quiet)
     recipe = SmallModelRecipe(
         frames=args.frames,
         size=args.size,
         seed=args.seed,
-        vae=TrainConfig(
-            steps=args.vae_steps,
-            batch_size=args.vae_batch_size,
-            lr=1e-3,
-            warmup=100,
-            ema_decay=None,
-            num_workers=args.workers,
-            progress=not args.quiet,
-        ),
-        transformer=TrainConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            warmup=200,
-            num_workers=args.workers,
-            progress=not args.quiet,
+        vae=replace(base.vae, steps=args.vae_steps, batch_size=args.vae_batch_size, **common),
+        transformer=replace(
+            base.transformer, steps=args.steps, batch_size=args.batch_size, lr=args.lr, **common
         ),
     )
     out = build_small_model(args.out, recipe, device=args.device or _default_device())

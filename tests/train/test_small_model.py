@@ -13,9 +13,16 @@ from sana_video.cli import main
 
 def test_train_small_writes_a_loadable_pipeline(tmp_path):
     out = tmp_path / "small"
-    code = main(["train", "small", "--out", str(out), "--frames", "9", "--size", "32", "--vae-steps", "2", "--steps", "2",
-                 "--batch-size", "2", "--vae-batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet"])  # fmt: skip
-    assert code == 0
+    args = ["train", "small", "--out", str(out), "--frames", "9", "--size", "32", "--vae-steps", "2", "--steps", "2",
+            "--batch-size", "2", "--vae-batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    weights = (out / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+    losses = json.loads((out / "losses.json").read_text())
+    assert len(losses["vae"]) == 2 and len(losses["transformer"]) == 2
+    # Run again: the finished VAE and checkpoints are reused, and the result is the same.
+    assert main(args) == 0
+    assert (out / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    assert json.loads((out / "losses.json").read_text()) == losses
     assert json.loads((out / "sana_video.json").read_text())["frames"] == 9
     stats = json.loads((out / "vae" / "config.json").read_text())
     assert stats["latents_std"] != [1.0] * 8  # measured, not the defaults

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -40,6 +42,62 @@ def test_exact_velocity_has_zero_loss():
     sigmas = torch.rand(2, 2, generator=gen).sort(dim=1).values
     assert chunked_flow_matching_loss(lambda x, t, s, o: (noise[:, :, o : o + x.shape[2]] - x0[:, :, o : o + x.shape[2]], None),
                                       x0, [2, 1], sigmas, noise) == 0  # fmt: skip
+
+
+def test_given_frames_carry_no_loss():
+    """Per-frame σ with frame 0 given (σ = 0): a model wrong only there still has zero loss, and the model
+    sees t = 0 on that frame; any error elsewhere counts, averaged over the counted frames only."""
+    gen = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(2, 4, 3, 2, 2, generator=gen), torch.randn(2, 4, 3, 2, 2, generator=gen)
+    sigma = torch.tensor([[0.0, 0.5, 0.7], [0.0, 0.9, 0.9]])
+    weight = (sigma > 0).float()
+    seen = []
+
+    def velocity(x, t):
+        seen.append(t)
+        v = noise - x0
+        v[:, :, 0] += 5.0  # wrong on the given frame
+        return v
+
+    assert flow_matching_loss(velocity, x0, sigma, noise, weight) == 0
+    assert torch.equal(seen[0][:, 0], torch.zeros(2))
+    off = lambda x, t: noise - x0 + 1.0  # noqa: E731
+    assert torch.allclose(flow_matching_loss(off, x0, sigma, noise, weight), torch.tensor(1.0))
+
+    def chunk_model(x, t, state, offset):  # exact except on the given frames
+        v = (noise - x0)[:, :, offset : offset + x.shape[2]].clone()
+        if offset == 0:
+            v[:, :, 0] -= 3.0
+        return v, None
+
+    assert chunked_flow_matching_loss(chunk_model, x0, [2, 1], sigma, noise, weight) == 0
+
+
+def test_clean_context_chunks_and_image_frames_in_the_objective():
+    """The objective's chunk-causal batches: σ non-decreasing over chunks, leading chunks sometimes clean
+    (σ = 0, the sampler's context pass), frame 0 given in image batches — seen through the timesteps."""
+    pipe = micro_pipeline()
+    data = ShapesDataset(length=4, seed=3, **SMALL)  # 3 latent frames: chunks of 1
+    batch = tuple(zip(*[data[i] for i in range(2)]))
+    videos, captions = torch.stack(batch[0]), list(batch[1])
+    calls, forward = [], pipe.transformer.forward
+
+    def spy(x, text, t, **kwargs):
+        calls.append(t.clone())
+        return forward(x, text, t, **kwargs)
+
+    pipe.transformer.forward = spy
+    objective = _objective(pipe, chunked_fraction=1.0, image_fraction=1.0)
+    clean_chunks = set()
+    for seed in range(12):
+        calls.clear()
+        loss = objective((videos, captions), torch.Generator().manual_seed(seed))
+        assert torch.isfinite(loss)
+        firsts = [t if t.dim() == 1 else t[:, -1] for t in calls]  # one σ per chunk (its last frame)
+        assert len(calls) == 3 and all((b >= a).all() for a, b in itertools.pairwise(firsts))
+        assert (calls[0] if calls[0].dim() == 1 else calls[0][:, 0]).eq(0).all()  # frame 0 given
+        clean_chunks.add(sum(int(t.eq(0).all()) for t in calls))
+    assert clean_chunks >= {1, 2}  # some batches have clean context beyond the image
 
 
 def test_shift_moves_sigmas_towards_noise():

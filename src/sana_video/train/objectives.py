@@ -18,13 +18,20 @@ class TransformerObjective:
       add them; with probability `text_dropout` a caption becomes "" without CHI (the pipelines' negative
       prompt), so classifier-free guidance works;
     - with probability `chunked_fraction` a batch is trained chunk-causally through the state (the
-      long-video mode): chunks of `chunk_frames` latent frames with non-decreasing σ.
+      long-video mode): chunks of `chunk_frames` latent frames with non-decreasing σ, a random number of
+      leading chunks clean (σ = 0) as the long-video sampler's context is;
+    - with probability `image_fraction` latent frame 0 is given (σ = 0, no loss), as image-to-video and
+      the long pipeline's image start give it.
     """
 
     def __init__(self, pipe, *, shift: float = 3.0, text_dropout: float = 0.1, chunked_fraction: float = 0.3,
-                 chunk_frames: int = 3, motion_scores=(10, 30), max_sequence_length: int = 300):  # fmt: skip
+                 image_fraction: float = 0.0, chunk_frames: int = 3, motion_scores=(10, 30), max_sequence_length: int = 300):  # fmt: skip
         self.pipe, self.shift, self.text_dropout = pipe, shift, text_dropout
-        self.chunked_fraction, self.chunk_frames = chunked_fraction, chunk_frames
+        self.chunked_fraction, self.image_fraction, self.chunk_frames = (
+            chunked_fraction,
+            image_fraction,
+            chunk_frames,
+        )
         self.motion_scores, self.max_sequence_length = motion_scores, max_sequence_length
 
     @torch.no_grad()
@@ -50,27 +57,42 @@ class TransformerObjective:
         videos, captions = batch
         latents, text, mask = self.encode(videos, list(captions), generator)
         transformer = self.pipe.transformer
-        batch_size, device = latents.shape[0], latents.device
+        batch_size, frames, device = latents.shape[0], latents.shape[2], latents.device
         noise = torch.randn(latents.shape, generator=generator).to(device)
         chunked = torch.rand((), generator=generator).item() < self.chunked_fraction
-        chunks = split_chunks(latents.shape[2], self.chunk_frames)
-        if chunked and len(chunks) > 1:
+        image = torch.rand((), generator=generator).item() < self.image_fraction
+        chunks = split_chunks(frames, self.chunk_frames)
+        chunked = chunked and len(chunks) > 1
+        if chunked:
             sigmas = torch.stack([sample_sigmas(batch_size, generator, shift=self.shift) for _ in chunks], 1)
-            sigmas = sigmas.sort(dim=1).values.to(device)  # non-decreasing over chunks
+            sigmas = sigmas.sort(dim=1).values  # non-decreasing over chunks
+            # The first `clean` chunks are given (σ = 0): their state is what the long-video sampler's
+            # t = 0 pass on a finished chunk hands to the next one.
+            clean = int(torch.randint(len(chunks), (), generator=generator))
+            sigmas[:, :clean] = 0
+            sigma = sigmas.repeat_interleave(torch.tensor(chunks), dim=1)
+        else:
+            sigma = sample_sigmas(batch_size, generator, shift=self.shift)[:, None].expand(-1, frames).clone()
+        if image:  # image-to-video: latent frame 0 is the given image, seen at t = 0
+            sigma[:, 0] = 0
+        sigma = sigma.to(device)
+        weight = (sigma > 0).float()  # given frames carry no loss (their velocity is unknowable)
+
+        if chunked:
 
             def model(x, t, state, offset):
                 out = transformer(x, text, t, encoder_attention_mask=mask, state=state, frame_offset=offset,
                                   return_state=True, return_dict=False)  # fmt: skip
                 return out[0], out[1]
 
-            return chunked_flow_matching_loss(model, latents, chunks, sigmas, noise)
-
-        sigma = sample_sigmas(batch_size, generator, shift=self.shift, device=device)
+            return chunked_flow_matching_loss(model, latents, chunks, sigma, noise, weight)
 
         def velocity(x, t):
             return transformer(x, text, t, encoder_attention_mask=mask, return_dict=False)[0]
 
-        return flow_matching_loss(velocity, latents, sigma, noise)
+        if not image:  # one timestep per sample, as the text-to-video sampler gives
+            return flow_matching_loss(velocity, latents, sigma[:, 0], noise)
+        return flow_matching_loss(velocity, latents, sigma, noise, weight)
 
 
 class VAEObjective:

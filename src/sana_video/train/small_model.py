@@ -42,19 +42,22 @@ class SmallModelRecipe:
     shift: float = 3.0  # training σ shift (and the sampler's)
     chunk_frames: int = 3  # latent frames per chunk in chunk-causal batches
     chunked_fraction: float = 0.3
+    image_fraction: float = 0.2  # batches whose latent frame 0 is given (image-to-video, image starts)
     seed: int = 0
 
     def __post_init__(self):
         # Sized for ~21 minutes on one H100/H200 (measured: transformer 2.2 steps/s at batch 32, 33×96×96).
-        self.vae = self.vae or TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=100, ema_decay=None)
-        self.transformer = self.transformer or TrainConfig(steps=2200, batch_size=32, lr=5e-4, warmup=200)
+        self.vae = self.vae or TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=100, ema_decay=None,
+                                           checkpoint_every=100)  # fmt: skip
+        self.transformer = self.transformer or TrainConfig(steps=2200, batch_size=32, lr=5e-4, warmup=200,
+                                                           checkpoint_every=100)  # fmt: skip
 
 
 def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, device: str = "cuda") -> Path:
     """Train and save the small model as a diffusers-format pipeline folder at `output`.
 
     Work goes to `output/.work/` (checkpoints: an interrupted build resumes where it stopped)."""
-    from diffusers import DPMSolverMultistepScheduler
+    from diffusers import AutoencoderKLWan, DPMSolverMultistepScheduler
 
     from sana_video import SanaVideoPipeline
 
@@ -63,16 +66,23 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     data = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed)
     words = vocabulary()
 
-    # 1. The VAE, then the latent statistics the pipelines normalize with.
-    torch.manual_seed(recipe.seed)
-    vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
-    vae_data = ShapesDataset(
-        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1
-    )
-    train(vae, VAEObjective(vae), vae_data, recipe.vae, work / "vae")
-    vae.eval().requires_grad_(False)
-    mean, std = latent_statistics(vae, data, count=256)
-    vae.register_to_config(latents_mean=mean, latents_std=std)
+    # 1. The VAE, then the latent statistics the pipelines normalize with (kept in work/vae_model once done).
+    finished_vae = work / "vae_model"
+    if (finished_vae / "losses.json").exists():
+        vae = AutoencoderKLWan.from_pretrained(finished_vae).to(device).eval().requires_grad_(False)
+        vae_history = json.loads((finished_vae / "losses.json").read_text())
+    else:
+        torch.manual_seed(recipe.seed)
+        vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
+        vae_data = ShapesDataset(
+            frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1
+        )
+        vae_history = train(vae, VAEObjective(vae), vae_data, recipe.vae, work / "vae").history
+        vae.eval().requires_grad_(False)
+        mean, std = latent_statistics(vae, data, count=256)
+        vae.register_to_config(latents_mean=mean, latents_std=std)
+        vae.save_pretrained(finished_vae)
+        (finished_vae / "losses.json").write_text(json.dumps(vae_history) + "\n")  # last: marks it done
 
     # 2. The transformer, with text encoded as the pipelines encode it.
     transformer = make_transformer(recipe.latent_channels, recipe.text_hidden, seed=recipe.seed,
@@ -83,7 +93,8 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     pipe = SanaVideoPipeline(make_tokenizer(words), make_text_encoder(len(words), recipe.text_hidden, recipe.seed).to(device),
                              vae, transformer, scheduler)  # fmt: skip
     objective = TransformerObjective(pipe, shift=recipe.shift, chunk_frames=recipe.chunk_frames,
-                                     chunked_fraction=recipe.chunked_fraction)  # fmt: skip
+                                     chunked_fraction=recipe.chunked_fraction,
+                                     image_fraction=recipe.image_fraction)  # fmt: skip
     if device != "cpu":
         transformer.enable_gradient_checkpointing()
     result = train(transformer, objective, data, recipe.transformer, work / "transformer")
@@ -95,6 +106,8 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     pipe.save_pretrained(output)
     (output / "sana_video.json").write_text(json.dumps(defaults(recipe), indent=2) + "\n")
     (output / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=str) + "\n")
+    history = {"vae": vae_history, "transformer": result.history}
+    (output / "losses.json").write_text(json.dumps(history) + "\n")  # every step's loss, for the curves
     return output
 
 
