@@ -31,3 +31,14 @@ def test_train_small_writes_a_loadable_pipeline(tmp_path):
     ours = SanaVideoPipeline.from_pretrained(out)(**kwargs, generator=torch.Generator().manual_seed(0)).frames
     theirs = DiffusersT2V.from_pretrained(out)(**kwargs, generator=torch.Generator().manual_seed(0)).frames
     assert (ours - theirs).abs().max() <= 1e-4
+
+
+def test_command_line_defaults_are_the_recipe():
+    from sana_video.cli import build_parser
+    from sana_video.train.small_model import SmallModelRecipe
+
+    args, recipe = build_parser().parse_args(["train", "small", "--out", "x"]), SmallModelRecipe()
+    assert (args.frames, args.size, args.seed) == (recipe.frames, recipe.size, recipe.seed)
+    assert (args.vae_steps, args.vae_batch_size) == (recipe.vae.steps, recipe.vae.batch_size)
+    assert (args.steps, args.batch_size, args.lr) == (recipe.transformer.steps, recipe.transformer.batch_size,
+                                                      recipe.transformer.lr)  # fmt: skip

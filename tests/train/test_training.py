@@ -82,9 +82,9 @@ def test_clean_context_chunks_and_image_frames_in_the_objective():
     videos, captions = torch.stack(batch[0]), list(batch[1])
     calls, forward = [], pipe.transformer.forward
 
-    def spy(x, text, t, **kwargs):
-        calls.append(t.clone())
-        return forward(x, text, t, **kwargs)
+    def spy(*args, **kwargs):
+        calls.append(kwargs["timestep"].clone())
+        return forward(*args, **kwargs)
 
     pipe.transformer.forward = spy
     objective = _objective(pipe, chunked_fraction=1.0, image_fraction=1.0)
@@ -93,11 +93,17 @@ def test_clean_context_chunks_and_image_frames_in_the_objective():
         calls.clear()
         loss = objective((videos, captions), torch.Generator().manual_seed(seed))
         assert torch.isfinite(loss)
-        firsts = [t if t.dim() == 1 else t[:, -1] for t in calls]  # one σ per chunk (its last frame)
+        firsts = [t.reshape(2, -1)[:, -1] for t in calls]  # one σ per chunk (last token)
         assert len(calls) == 3 and all((b >= a).all() for a, b in itertools.pairwise(firsts))
-        assert (calls[0] if calls[0].dim() == 1 else calls[0][:, 0]).eq(0).all()  # frame 0 given
+        assert calls[0].reshape(2, -1)[:, 0].eq(0).all()  # frame 0 given
         clean_chunks.add(sum(int(t.eq(0).all()) for t in calls))
     assert clean_chunks >= {1, 2}  # some batches have clean context beyond the image
+
+    calls.clear()  # bidirectional image batches: one timestep per token, 0 on frame 0's tokens only
+    loss = _objective(pipe, chunked_fraction=0.0, image_fraction=1.0)((videos, captions), torch.Generator())
+    (t,) = calls
+    assert torch.isfinite(loss) and t.shape == (2, 1, 3, 2, 2)
+    assert t[:, :, 0].eq(0).all() and t[:, :, 1:].gt(0).all()
 
 
 def test_shift_moves_sigmas_towards_noise():

@@ -56,7 +56,6 @@ class TransformerObjective:
     def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
         videos, captions = batch
         latents, text, mask = self.encode(videos, list(captions), generator)
-        transformer = self.pipe.transformer
         batch_size, frames, device = latents.shape[0], latents.shape[2], latents.device
         noise = torch.randn(latents.shape, generator=generator).to(device)
         chunked = torch.rand((), generator=generator).item() < self.chunked_fraction
@@ -78,17 +77,17 @@ class TransformerObjective:
         sigma = sigma.to(device)
         weight = (sigma > 0).float()  # given frames carry no loss (their velocity is unknowable)
 
+        predict = self.pipe.predict  # per-frame timesteps expanded to the tokens, as the samplers do
+
         if chunked:
 
             def model(x, t, state, offset):
-                out = transformer(x, text, t, encoder_attention_mask=mask, state=state, frame_offset=offset,
-                                  return_state=True, return_dict=False)  # fmt: skip
-                return out[0], out[1]
+                return predict(x, t, text, mask, state=state, frame_offset=offset, return_state=True)
 
             return chunked_flow_matching_loss(model, latents, chunks, sigma, noise, weight)
 
         def velocity(x, t):
-            return transformer(x, text, t, encoder_attention_mask=mask, return_dict=False)[0]
+            return predict(x, t, text, mask)[0]
 
         if not image:  # one timestep per sample, as the text-to-video sampler gives
             return flow_matching_loss(velocity, latents, sigma[:, 0], noise)
