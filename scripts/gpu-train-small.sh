@@ -14,6 +14,12 @@ if [ -d .carry ] && [ ! -d $out/.work ]; then  # restart from a slice's leftover
     ls .carry/ckpt.part* >/dev/null 2>&1 && cat .carry/ckpt.part* > $out/.work/transformer/checkpoint.pt
 fi
 nvidia-smi --query-gpu=name --format=csv,noheader
+start=$SECONDS
+if [ -n "${SWEEP:-}" ] && [ ! -f $out/.work/vae_model/losses.json ]; then
+    timeout 480 python3 scripts/vae_sweep.py $out 2>&1 | grep -v Warning | tail -12
+    cp $out/.work/vae_choice.json "$OUT/" 2>/dev/null
+fi
+SLICE=$(( ${SLICE:-540} - (SECONDS - start) ))
 timeout -s INT "${SLICE:-540}" python3 -m sana_video train small --out $out 2>&1 | tr '\r' '\n' \
     | awk '/step\/s|s\/step/ { n++; if (n % 100 == 0) print; next } { print }' | tail -40
 if [ -f $out/losses.json ]; then

@@ -47,9 +47,9 @@ class SmallModelRecipe:
 
     def __post_init__(self):
         # Sized for ~21 minutes on one H100/H200 (measured: transformer 2.2 steps/s at batch 32, 33×96×96).
-        self.vae = self.vae or TrainConfig(steps=2000, batch_size=8, lr=1e-3, warmup=100, ema_decay=None,
+        self.vae = self.vae or TrainConfig(steps=1500, batch_size=8, lr=1e-3, warmup=100, ema_decay=None,
                                            checkpoint_every=100)  # fmt: skip
-        self.transformer = self.transformer or TrainConfig(steps=2000, batch_size=32, lr=5e-4, warmup=200,
+        self.transformer = self.transformer or TrainConfig(steps=1200, batch_size=32, lr=5e-4, warmup=200,
                                                            checkpoint_every=100)  # fmt: skip
 
 
@@ -57,7 +57,7 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     """Train and save the small model as a diffusers-format pipeline folder at `output`.
 
     Work goes to `output/.work/` (checkpoints: an interrupted build resumes where it stopped)."""
-    from diffusers import AutoencoderKLWan, DPMSolverMultistepScheduler
+    from diffusers import DPMSolverMultistepScheduler
 
     from sana_video import SanaVideoPipeline
 
@@ -67,25 +67,10 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     words = vocabulary()
 
     # 1. The VAE, then the latent statistics the pipelines normalize with (kept in work/vae_model once done).
-    finished_vae = work / "vae_model"
-    if (finished_vae / "losses.json").exists():
-        vae = AutoencoderKLWan.from_pretrained(finished_vae).to(device).eval().requires_grad_(False)
-        vae_history = json.loads((finished_vae / "losses.json").read_text())
-    else:
-        torch.manual_seed(recipe.seed)
-        vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
-        vae_data = ShapesDataset(
-            frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1
-        )
-        vae_history = train(vae, VAEObjective(vae), vae_data, recipe.vae, work / "vae").history
-        vae.eval().requires_grad_(False)
-        mean, std = latent_statistics(vae, data, count=256)
-        vae.register_to_config(latents_mean=mean, latents_std=std)
-        vae.save_pretrained(finished_vae)
-        (finished_vae / "losses.json").write_text(json.dumps(vae_history) + "\n")  # last: marks it done
+    vae, vae_history = build_vae(work / "vae_model", recipe, device)
 
     # 2. The transformer, with text encoded as the pipelines encode it.
-    transformer = make_transformer(recipe.latent_channels, recipe.text_hidden, seed=recipe.seed,
+    transformer = make_transformer(vae.config.z_dim, recipe.text_hidden, seed=recipe.seed,
                                    sample_size=recipe.size // 16).to(device)  # fmt: skip
     scheduler = DPMSolverMultistepScheduler(
         flow_shift=recipe.shift, use_flow_sigmas=True, prediction_type="flow_prediction"
@@ -109,6 +94,30 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     history = {"vae": vae_history, "transformer": result.history}
     (output / "losses.json").write_text(json.dumps(history) + "\n")  # every step's loss, for the curves
     return output
+
+
+def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str = "cuda"):
+    """Train the VAE (work in `output/../vae`), measure its latent statistics, save it to `output`.
+    Returns (vae, loss history); a finished `output` is loaded instead of trained again."""
+    from diffusers import AutoencoderKLWan
+
+    output = Path(output)
+    if (output / "losses.json").exists():
+        vae = AutoencoderKLWan.from_pretrained(output).to(device).eval().requires_grad_(False)
+        return vae, json.loads((output / "losses.json").read_text())
+    torch.manual_seed(recipe.seed)
+    vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
+    data = ShapesDataset(
+        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1
+    )
+    history = train(vae, VAEObjective(vae), data, recipe.vae, output.parent / "vae").history
+    vae.eval().requires_grad_(False)
+    clips = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed)
+    mean, std = latent_statistics(vae, clips, count=256)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    vae.save_pretrained(output)
+    (output / "losses.json").write_text(json.dumps(history) + "\n")  # last: marks it finished
+    return vae, history
 
 
 def defaults(recipe: SmallModelRecipe) -> dict:
