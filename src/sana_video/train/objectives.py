@@ -25,14 +25,12 @@ class TransformerObjective:
     """
 
     def __init__(self, pipe, *, shift: float = 3.0, text_dropout: float = 0.1, chunked_fraction: float = 0.3,
-                 image_fraction: float = 0.0, chunk_frames: int = 3, motion_scores=(10, 30), max_sequence_length: int = 300):  # fmt: skip
+                 image_fraction: float = 0.0, chunk_frames: int = 3, motion_scores=(10, 30),
+                 max_sequence_length: int = 300):  # fmt: skip
         self.pipe, self.shift, self.text_dropout = pipe, shift, text_dropout
-        self.chunked_fraction, self.image_fraction, self.chunk_frames = (
-            chunked_fraction,
-            image_fraction,
-            chunk_frames,
-        )
-        self.motion_scores, self.max_sequence_length = motion_scores, max_sequence_length
+        self.chunked_fraction, self.image_fraction = chunked_fraction, image_fraction
+        self.chunk_frames, self.motion_scores = chunk_frames, motion_scores
+        self.max_sequence_length = max_sequence_length
 
     @torch.no_grad()
     def encode(self, videos: torch.Tensor, captions: list[str], generator: torch.Generator):
