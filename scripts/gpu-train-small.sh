@@ -16,11 +16,11 @@ fi
 nvidia-smi --query-gpu=name --format=csv,noheader
 start=$SECONDS
 if [ -n "${SWEEP:-}" ] && [ ! -f $out/.work/vae_model/losses.json ]; then
-    timeout 480 python3 scripts/vae_sweep.py $out 2>&1 | grep -v Warning | tail -12
+    VAE_BUDGET=${VAE_BUDGET:-380} timeout 560 python3 scripts/vae_sweep.py $out 2>&1 | grep -v Warning | tail -16
     cp $out/.work/vae_choice.json "$OUT/" 2>/dev/null
 fi
 SLICE=$(( ${SLICE:-540} - (SECONDS - start) ))
-timeout -s INT "${SLICE:-540}" python3 -m sana_video train small --out $out 2>&1 | tr '\r' '\n' \
+[ "$SLICE" -gt 60 ] && timeout -s INT "$SLICE" python3 -m sana_video train small --out $out 2>&1 | tr '\r' '\n' \
     | awk '/step\/s|s\/step/ { n++; if (n % 100 == 0) print; next } { print }' | tail -40
 if [ -f $out/losses.json ]; then
     echo FINISHED

@@ -10,26 +10,53 @@ reconstruction PSNR on fresh 33-frame clips becomes outputs/shapes/.work/vae_mod
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-VARIANTS = {  # name: (VAE learning rate, latent channels, frames per training clip, batch size, steps)
-    "f9_b8": (3e-4, 8, 9, 8, 1200),
-    "f17_b8": (3e-4, 8, 17, 8, 700),
-    "f33_b4": (3e-4, 8, 33, 4, 700),
+VARIANTS = {  # name: (learning rate, crop (None: whole frames), frames per clip, batch size)
+    "c48_b16_lr3e-4": (3e-4, 48, 17, 16),
+    "c48_b16_lr6e-4": (6e-4, 48, 17, 16),
+    "c48_b32_lr6e-4": (6e-4, 48, 17, 32),
+    "full_b8_lr3e-4": (3e-4, None, 17, 8),
 }
+BUDGET = float(os.environ.get("VAE_BUDGET", 400))  # seconds of training per variant (they run side by side)
+DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
 
 
-def recipe_for(name: str):
+def recipe_for(name: str, steps: int):
     from sana_video.train.small_model import SmallModelRecipe
 
-    lr, channels, frames, batch, steps = VARIANTS[name]
+    lr, crop, frames, batch = VARIANTS[name]
     base = SmallModelRecipe()
-    vae = replace(base.vae, lr=lr, batch_size=batch, steps=steps, num_workers=4, progress=False)
-    return SmallModelRecipe(latent_channels=channels, vae_frames=frames, vae=vae)
+    vae = replace(base.vae, lr=lr, batch_size=batch, steps=steps, num_workers=3, progress=False)
+    return SmallModelRecipe(vae_crop=crop, vae_frames=frames, vae=vae)
+
+
+def steps_in_budget(name: str, folder: Path) -> int:
+    """Steps that fit BUDGET, from timing 30 steps of this variant (while the others run too)."""
+    import tempfile
+    import time
+
+    from sana_video.train.components import make_vae
+    from sana_video.train.data import ShapesDataset
+    from sana_video.train.loop import train
+    from sana_video.train.objectives import VAEObjective
+
+    recipe = recipe_for(name, 30)
+    vae = make_vae(recipe.latent_channels, recipe.vae_base_dim, spatial=recipe.vae_spatial).to(DEVICE)
+    data = ShapesDataset(
+        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, crop=recipe.vae_crop
+    )
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        train(vae, VAEObjective(vae), data, recipe.vae, tmp)
+    rate = 30 / (time.perf_counter() - start)
+    print(name, f"{rate:.2f} steps/s", flush=True)
+    return max(100, int(BUDGET * rate / 100) * 100)
 
 
 def one(name: str, folder: str) -> None:
@@ -38,12 +65,12 @@ def one(name: str, folder: str) -> None:
     from sana_video.train.data import ShapesDataset
     from sana_video.train.small_model import build_vae
 
-    recipe = recipe_for(name)
-    vae, history = build_vae(Path(folder) / "vae_model", recipe, "cuda")
+    recipe = recipe_for(name, steps_in_budget(name, Path(folder)))
+    vae, history = build_vae(Path(folder) / "vae_model", recipe, DEVICE)
     scores = {}
     for frames in (9, recipe.frames):  # the trained length and the pipelines' length
         clips = ShapesDataset(frames=frames, height=recipe.size, width=recipe.size, seed=7)
-        x = torch.stack([clips[j][0] for j in range(16)]).cuda()
+        x = torch.stack([clips[j][0] for j in range(16)]).to(DEVICE)
         with torch.no_grad():
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample
         per_frame = 10 * torch.log10(4 / (y - x).pow(2).mean(dim=(0, 1, 3, 4)))
@@ -80,7 +107,7 @@ def main(target: str) -> None:
     ]
     for r in sorted(results, key=lambda r: -r["psnr"]):
         print(
-            f"{r['name']:8s} PSNR 33f {r['psnr']:6.2f} dB  9f {r['psnr_9']:6.2f} dB  final loss {r['final_loss']:.4f}"
+            f"{r['name']:16s} {r['recipe']['vae']['steps']:5d} steps PSNR 33f {r['psnr']:6.2f} dB  9f {r['psnr_9']:6.2f} dB  final loss {r['final_loss']:.4f}"
         )
     best = max(results, key=lambda r: r["psnr"])
     work = Path(target) / ".work"

@@ -708,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--size", type=_positive_int, default=96, help="height and width (default: 96)")
     small.add_argument("--vae-steps", type=_positive_int, default=1500)
     small.add_argument("--vae-batch-size", type=_positive_int, default=8)
-    small.add_argument("--steps", type=_positive_int, default=1200, help="transformer steps (default: 1200)")
+    small.add_argument("--steps", type=_positive_int, default=2400, help="transformer steps (default: 2400)")
     small.add_argument("--batch-size", type=_positive_int, default=32)
     small.add_argument("--lr", type=_positive_float, default=5e-4)
     small.add_argument("--workers", type=int, default=8, help="data loader processes (default: 8)")

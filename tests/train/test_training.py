@@ -29,7 +29,9 @@ def micro_pipeline(seed: int = 0) -> SanaVideoPipeline:
     words = vocabulary()
     torch.manual_seed(seed)
     vae = make_vae(latent_channels=8, base_dim=8).eval().requires_grad_(False)
-    transformer = make_transformer(8, 32, seed=seed, num_layers=2, rope_max_seq_len=64, sample_size=2)
+    transformer = make_transformer(
+        8, 32, seed=seed, num_layers=2, rope_max_seq_len=64, patch_size=(1, 2, 2), sample_size=4
+    )
     return SanaVideoPipeline(make_tokenizer(words), make_text_encoder(len(words), hidden=32), vae, transformer,
                              FlowMatchEulerDiscreteScheduler(shift=8.0))  # fmt: skip
 
@@ -102,7 +104,13 @@ def test_clean_context_chunks_and_image_frames_in_the_objective():
     calls.clear()  # bidirectional image batches: one timestep per token, 0 on frame 0's tokens only
     loss = _objective(pipe, chunked_fraction=0.0, image_fraction=1.0)((videos, captions), torch.Generator())
     (t,) = calls
-    assert torch.isfinite(loss) and t.shape == (2, 1, 3, 2, 2)
+    assert torch.isfinite(loss) and t.shape == (
+        2,
+        1,
+        3,
+        4,
+        4,
+    )  # [B, 1, F, H, W] latent (8×8) over 2×2 patches
     assert t[:, :, 0].eq(0).all() and t[:, :, 1:].gt(0).all()
 
 

@@ -47,12 +47,19 @@ def make_text_encoder(vocab_size: int, hidden: int = 64, seed: int = 0):
     return Gemma2Model(config).eval().requires_grad_(False)
 
 
-def make_vae(latent_channels: int = 8, base_dim: int = 32):
-    """A small Wan2.1-style VAE: 8× spatial and 4× temporal compression, like the real one."""
+def make_vae(latent_channels: int = 8, base_dim: int = 32, spatial: int = 4):
+    """A small Wan2.1-style VAE with 4× temporal compression, like the real one, and `spatial` (4 or 8)
+    spatial compression. The real one's 8× keeps a small VAE at the mean frame for thousands of steps on
+    the shapes videos (docs/TRAINING.md), so the small model uses 4× with a 4×4 transformer patch: the
+    same tokens per frame as 8× with 2×2."""
     from diffusers import AutoencoderKLWan
 
-    return AutoencoderKLWan(base_dim=base_dim, z_dim=latent_channels, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[False, True, True],
+    stages = {4: [True, True], 8: [False, True, True]}  # one entry per 2× spatial downsampling
+    if spatial not in stages:
+        raise ValueError(f"spatial compression must be 4 or 8, got {spatial}")
+    temporal = stages[spatial]
+    return AutoencoderKLWan(base_dim=base_dim, z_dim=latent_channels, dim_mult=[1] + [2] * len(temporal),
+                            num_res_blocks=1, temperal_downsample=temporal, scale_factor_spatial=spatial,
                             latents_mean=[0.0] * latent_channels, latents_std=[1.0] * latent_channels)  # fmt: skip
 
 
@@ -64,8 +71,8 @@ SMALL_TRANSFORMER = dict(
     cross_attention_head_dim=32,
     cross_attention_dim=128,
     mlp_ratio=2.5,
-    patch_size=(1, 2, 2),
-    sample_size=6,  # a 96×96 video: latent 12×12, 6×6 tokens per frame
+    patch_size=(1, 4, 4),
+    sample_size=6,  # a 96×96 video: latent 24×24 (4× VAE), 6×6 tokens per frame
     rope_max_seq_len=1024,
 )
 

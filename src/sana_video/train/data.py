@@ -86,10 +86,14 @@ def _place(rng, colour, shape, direction, speed) -> ObjectSpec:
     return ObjectSpec(colour, shape, direction, speed, (starts[0], starts[1]), size)
 
 
-def render(spec: ClipSpec, frames: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
-    """The clip as [3, frames, height, width] in [-1, 1]."""
+def render(spec: ClipSpec, frames: int, height: int, width: int, seed: int = 0,
+           window: tuple[int, int, int, int] | None = None) -> torch.Tensor:  # fmt: skip
+    """The clip as [3, frames, height, width] in [-1, 1]; with `window` = (top, left, rows, columns) only
+    that part of the frame is rendered ([3, frames, rows, columns])."""
     rng = np.random.default_rng(seed)
-    ys, xs = np.meshgrid((np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width, indexing="ij")
+    top, left, rows, columns = window or (0, 0, height, width)
+    ys, xs = np.meshgrid((np.arange(top, top + rows) + 0.5) / height, (np.arange(left, left + columns) + 0.5) / width,
+                         indexing="ij")  # fmt: skip
     background = _background(spec.background, spec.background_shade, xs, ys, rng)
     video = np.repeat(background[None], frames, axis=0)  # [F, H, W, 3]
     for obj in spec.objects:
@@ -136,12 +140,17 @@ def _mask(shape: str, u: np.ndarray, v: np.ndarray, soft: float) -> np.ndarray:
 
 
 class ShapesDataset(torch.utils.data.Dataset):
-    """Clip `i` of a dataset with seed `s` is always the same: (video [3, F, H, W] in [-1, 1], caption)."""
+    """Clip `i` of a dataset with seed `s` is always the same: (video [3, F, H, W] in [-1, 1], caption).
+
+    With `crop`, each clip is a random `crop`×`crop` window of the full frame (cheap training inputs for
+    the fully convolutional VAE)."""
 
     def __init__(self, length: int = 100_000, frames: int = 33, height: int = 96, width: int = 96, seed: int = 0,
-                 max_objects: int = 3, allow_held_out: bool = False):  # fmt: skip
+                 max_objects: int = 3, allow_held_out: bool = False, crop: int | None = None):  # fmt: skip
+        if crop is not None and not 0 < crop <= min(height, width):
+            raise ValueError(f"crop must be in 1..{min(height, width)}, got {crop}")
         self.length, self.frames, self.height, self.width = length, frames, height, width
-        self.seed, self.max_objects, self.allow_held_out = seed, max_objects, allow_held_out
+        self.seed, self.max_objects, self.allow_held_out, self.crop = seed, max_objects, allow_held_out, crop
 
     def __len__(self) -> int:
         return self.length
@@ -151,7 +160,12 @@ class ShapesDataset(torch.utils.data.Dataset):
         return sample_spec(rng, max_objects=self.max_objects, allow_held_out=self.allow_held_out)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        spec = self.spec(index)
-        return render(
-            spec, self.frames, self.height, self.width, seed=self.seed * 1_000_003 + index
-        ), spec.caption()
+        spec, window = self.spec(index), None
+        if self.crop is not None:
+            rng = np.random.default_rng([self.seed, index, 1])
+            top, left = (int(rng.integers(0, n - self.crop + 1)) for n in (self.height, self.width))
+            window = (top, left, self.crop, self.crop)
+        video = render(
+            spec, self.frames, self.height, self.width, seed=self.seed * 1_000_003 + index, window=window
+        )
+        return video, spec.caption()

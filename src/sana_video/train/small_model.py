@@ -33,7 +33,9 @@ class SmallModelRecipe:
     # Clips the VAE trains on. Measured: trained on 9 frames its causal cache does not carry past them
     # (PSNR 19.7 dB on frames 0-8, 8-15 dB after); trained on 17 it holds to 33 frames.
     vae_frames: int = 17
+    vae_crop: int | None = 48  # the VAE trains on random crops this size (it is fully convolutional)
     size: int = 96
+    vae_spatial: int = 4  # spatial compression; the transformer's patch makes it 16 pixels a token
     latent_channels: int = 8
     vae_base_dim: int = 32
     text_hidden: int = 64
@@ -50,7 +52,7 @@ class SmallModelRecipe:
         # Measured on an H200: transformer 2.2-2.6 steps/s at batch 32 on 33×96×96 clips.
         self.vae = self.vae or TrainConfig(steps=1500, batch_size=8, lr=3e-4, warmup=100, ema_decay=None,
                                            checkpoint_every=100)  # fmt: skip
-        self.transformer = self.transformer or TrainConfig(steps=1200, batch_size=32, lr=5e-4, warmup=200,
+        self.transformer = self.transformer or TrainConfig(steps=2400, batch_size=32, lr=5e-4, warmup=200,
                                                            checkpoint_every=100)  # fmt: skip
 
 
@@ -71,8 +73,9 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     vae, vae_history = build_vae(work / "vae_model", recipe, device)
 
     # 2. The transformer, with text encoded as the pipelines encode it.
+    patch = 16 // recipe.vae_spatial
     transformer = make_transformer(vae.config.z_dim, recipe.text_hidden, seed=recipe.seed,
-                                   sample_size=recipe.size // 16).to(device)  # fmt: skip
+                                   sample_size=recipe.size // 16, patch_size=(1, patch, patch)).to(device)  # fmt: skip
     scheduler = DPMSolverMultistepScheduler(
         flow_shift=recipe.shift, use_flow_sigmas=True, prediction_type="flow_prediction"
     )
@@ -107,9 +110,10 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
         vae = AutoencoderKLWan.from_pretrained(output).to(device).eval().requires_grad_(False)
         return vae, json.loads((output / "losses.json").read_text())
     torch.manual_seed(recipe.seed)
-    vae = make_vae(recipe.latent_channels, recipe.vae_base_dim).to(device)
+    vae = make_vae(recipe.latent_channels, recipe.vae_base_dim, spatial=recipe.vae_spatial).to(device)
+    crop = recipe.vae_crop if recipe.vae_crop and recipe.vae_crop < recipe.size else None
     data = ShapesDataset(
-        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1
+        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1, crop=crop
     )
     history = train(vae, VAEObjective(vae), data, recipe.vae, output.parent / "vae").history
     vae.eval().requires_grad_(False)
