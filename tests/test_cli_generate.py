@@ -220,3 +220,29 @@ def test_a_models_own_defaults_apply(t2v_dir, tmp_path, capsys):
         capsys, "a cat", "--model", str(model), "--frames", "5", "--out", str(tmp_path / "w.mp4"), "--quiet"
     )
     assert code == 0 and json.loads((tmp_path / "w.json").read_text())["frames"] == 5
+
+
+def test_a_model_trained_without_the_instruction_is_prompted_without_it(
+    t2v_dir, tmp_path, capsys, monkeypatch
+):
+    """sana_video.json "complex_human_instruction": false (the small model's) drops the CHI; --chi restores it."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(t2v_dir, model)
+    (model / "sana_video.json").write_text(json.dumps({"complex_human_instruction": False}))
+    seen, encode = [], SanaVideoPipeline.encode_prompt
+
+    def spy(self, *args, **kwargs):
+        if (args[0] if args else kwargs.get("prompt")) is not None:  # not the pipeline's pass-through call
+            seen.append(kwargs.get("complex_human_instruction"))
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(SanaVideoPipeline, "encode_prompt", spy)
+    for flag, name in (([], "plain"), (["--chi"], "chi")):
+        code, *_ = _generate(capsys, "a red circle", "--model", str(model), *SMALL, "--seed", "3", *flag,
+                             "--out", str(tmp_path / f"{name}.mp4"), "--quiet")  # fmt: skip
+        assert code == 0
+    plain, chi = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "chi"))
+    assert plain["complex_human_instruction"] is False and chi["complex_human_instruction"] is True
+    assert seen == [None, COMPLEX_HUMAN_INSTRUCTION]

@@ -152,6 +152,7 @@ def _resolve_defaults(args) -> None:
         "height": 480,
         "width": 832,
         "negative_prompt": RECOMMENDED_NEGATIVE_PROMPT,
+        "complex_human_instruction": True,
         **args.builtin_defaults,
     }
     if args.command == "generate":
@@ -335,7 +336,7 @@ def _generate_job(pipe, job: Job, args, timings: dict[str, float], device: str, 
             guided,
             negative_prompt=args.negative_prompt,
             num_videos_per_prompt=args.num_videos,
-            complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION,
+            complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION if args.complex_human_instruction else None,
         )
         stage.detail = repr(full_prompt if len(full_prompt) < 70 else full_prompt[:67] + "...")
     with _Stage("denoise", args.quiet, timings) as stage:
@@ -384,6 +385,7 @@ def _record(args, dtype, device: str) -> dict:
         "image": str(Path(args.image).resolve()) if args.image else None,
         "generator": "torch.Generator('cpu').manual_seed(seed)",
         "guidance": args.guidance,
+        "complex_human_instruction": bool(args.complex_human_instruction),
         "height": args.height,
         "width": args.width,
         "frames": args.frames,
@@ -409,7 +411,7 @@ def _long(args: argparse.Namespace) -> int:
 
     from sana_video import LongSanaVideoPipeline
     from sana_video.pipelines.long_video import checkpoint_path, chunk_prompts
-    from sana_video.pipelines.text import motion_prompt
+    from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, motion_prompt
     from sana_video.sampling.long import split_chunks
 
     _resolve_defaults(args)
@@ -481,6 +483,7 @@ def _long(args: argparse.Namespace) -> int:
             metadata={**metadata, "timings": timings},
             on_chunk=on_chunk,
             negative_prompt=args.negative_prompt,
+            complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION if args.complex_human_instruction else None,
             frames=args.frames,
             height=args.height,
             width=args.width,
@@ -540,7 +543,12 @@ def _train_small(args: argparse.Namespace) -> int:
         seed=args.seed,
         vae=replace(base.vae, steps=args.vae_steps, batch_size=args.vae_batch_size, **common),
         transformer=replace(
-            base.transformer, steps=args.steps, batch_size=args.batch_size, lr=args.lr, **common
+            base.transformer,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            stop_after=args.stop_after,
+            **common,
         ),
     )
     out = build_small_model(args.out, recipe, device=args.device or _default_device())
@@ -613,6 +621,9 @@ def _add_model_options(
     parser.add_argument("--model", help="a diffusers-format SANA-Video folder (required for now)")
     parser.add_argument("--image", help="first frame: image-to-video")
     parser.add_argument("--negative-prompt", help="(default: the model's, else the SANA-Video model card's)")
+    parser.add_argument("--chi", dest="complex_human_instruction", action=argparse.BooleanOptionalAction,
+                        help="put the complex human instruction before the prompt, as the official models "
+                             "are trained (default: on, unless the model's sana_video.json says otherwise)")  # fmt: skip
     parser.add_argument(
         "--height",
         type=int,
@@ -711,6 +722,8 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--steps", type=_positive_int, default=2400, help="transformer steps (default: 2400)")
     small.add_argument("--batch-size", type=_positive_int, default=32)
     small.add_argument("--lr", type=_positive_float, default=5e-4)
+    small.add_argument("--stop-after", type=_positive_int, metavar="STEP",
+                       help="end the transformer at this step of its schedule (run again without it to go on)")  # fmt: skip
     small.add_argument("--workers", type=int, default=8, help="data loader processes (default: 8)")
     small.add_argument("--seed", type=int, default=0)
     small.add_argument("--device", help="(default: the best available)")

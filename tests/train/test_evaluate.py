@@ -6,11 +6,7 @@ import numpy as np
 import pytest
 
 from sana_video.train.data import BACKGROUNDS, DIRECTIONS, ClipSpec, ObjectSpec, render
-from sana_video.train.evaluate import moves
-
-OPPOSITE = {"right": "left", "left": "right", "up": "down", "down": "up",
-            "up and to the right": "down and to the left", "down and to the left": "up and to the right",
-            "up and to the left": "down and to the right", "down and to the right": "up and to the left"}  # fmt: skip
+from sana_video.train.evaluate import OPPOSITE, colour_error, meaning_scores, moves, prompt_for, psnr
 
 
 def _clip(colour, shape, direction, background="plain", speed="slowly") -> np.ndarray:
@@ -33,3 +29,29 @@ def test_a_still_object_does_not_move():
     video = _clip("green", "circle", "right")
     still = np.repeat(video[:1], len(video), axis=0)
     assert not moves(still, "green", "right")
+
+
+def test_colour_error_and_psnr():
+    video = _clip("orange", "square", "up")
+    assert colour_error(video, "orange") < 0.05 and colour_error(video, "blue") == float("inf")
+    assert psnr(video, video) == float("inf") and abs(psnr(video, video + 0.1) - 20.0) < 1e-6
+
+
+def test_meaning_scores_follow_the_generated_motion():
+    """A generator that renders what it is asked (or the opposite) is scored right (or wrong)."""
+    from sana_video.train.data import DIRECTIONS as D
+
+    def faithful(prompt, seed):
+        words = prompt.split()
+        direction = next(d for d in sorted(D, key=len, reverse=True) if f"moving {d} " in prompt)
+        return _clip(words[1], words[2], direction)
+
+    def contrary(prompt, seed):
+        direction = next(d for d in sorted(D, key=len, reverse=True) if f"moving {d} " in prompt)
+        return _clip(prompt.split()[1], prompt.split()[2], OPPOSITE[direction])
+
+    cases = [("red", "circle", "right"), ("cyan", "circle", "up and to the left")]
+    assert prompt_for("red", "circle", "right") == "a red circle moving right quickly on a plain background"
+    good, bad = meaning_scores(faithful, cases, [0, 1]), meaning_scores(contrary, cases, [0])
+    assert all(r["moves"] and not r["moves_opposite"] for r in good)
+    assert all(r["moves_opposite"] and not r["moves"] for r in bad)

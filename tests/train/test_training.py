@@ -218,3 +218,22 @@ def test_video_folder_errors(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match=r"a\.mp4 has no caption: put it in a\.txt"):
         VideoFolder(tmp_path, **SMALL)
+
+
+def test_stopping_early_then_going_on_matches_a_straight_run(tmp_path):
+    """`stop_after` ends a run part-way through its schedule; resuming without it finishes the schedule."""
+    from dataclasses import replace
+
+    data = ShapesDataset(length=16, seed=2, **SMALL)
+    config = TrainConfig(steps=6, batch_size=2, lr=1e-3, warmup=2, progress=False, checkpoint_every=100)
+    pipe = micro_pipeline()
+    straight = train(pipe.transformer, _objective(pipe), data, config, tmp_path / "a").history
+
+    first = micro_pipeline()
+    part = train(first.transformer, _objective(first), data, replace(config, stop_after=4), tmp_path / "b")
+    assert part.history == straight[:4]
+    again = micro_pipeline()  # at the stop: nothing more to do, the checkpoint's weights and EMA come back
+    same = train(again.transformer, _objective(again), data, replace(config, stop_after=4), tmp_path / "b")
+    assert same.history == straight[:4] and all(torch.equal(part.ema[k], same.ema[k]) for k in part.ema)
+    rest = micro_pipeline()
+    assert train(rest.transformer, _objective(rest), data, config, tmp_path / "b").history == straight

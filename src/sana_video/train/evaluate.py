@@ -48,3 +48,43 @@ def moves(frames: np.ndarray, colour: str, direction: str, min_distance: float =
     want = np.asarray(DIRECTIONS[direction], dtype=np.float64)
     cosine = float(d @ want / (np.hypot(*d) * np.hypot(*want)))
     return cosine > np.cos(np.pi / 4)
+
+
+OPPOSITE = {"right": "left", "left": "right", "up": "down", "down": "up",
+            "up and to the right": "down and to the left", "down and to the left": "up and to the right",
+            "up and to the left": "down and to the right", "down and to the right": "up and to the left"}  # fmt: skip
+
+
+def prompt_for(
+    colour: str, shape: str, direction: str, speed: str = "quickly", background: str = "plain"
+) -> str:
+    """A caption in the training captions' words for one object."""
+    return f"a {colour} {shape} moving {direction} {speed} on a {background} background"
+
+
+def colour_error(frames: np.ndarray, colour: str) -> float:
+    """RGB distance between the mean colour of the object's pixels and the named colour (inf if absent)."""
+    mask = colour_mask(frames, colour)
+    if not mask.any():
+        return float("inf")
+    return float(np.linalg.norm(frames[mask].mean(axis=0) - np.asarray(COLOURS[colour])))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of images in [0, 1]."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+def meaning_scores(generate, cases, seeds) -> list[dict]:
+    """`generate(prompt, seed)` -> frames [F, H, W, 3] in [0, 1]; for each (colour, shape, direction) case
+    and seed: does the object of that colour move as prompted, and does it move against the prompt."""
+    rows = []
+    for colour, shape, direction in cases:
+        for seed in seeds:
+            frames = generate(prompt_for(colour, shape, direction), seed)
+            rows.append({"colour": colour, "shape": shape, "direction": direction, "seed": seed,
+                         "moves": moves(frames, colour, direction),
+                         "moves_opposite": moves(frames, colour, OPPOSITE[direction]),
+                         "displacement": displacement(frames, colour), "colour_error": colour_error(frames, colour)})  # fmt: skip
+    return rows

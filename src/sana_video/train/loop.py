@@ -35,6 +35,15 @@ class TrainConfig:
     bf16: bool = True  # autocast on CUDA; the weights stay fp32
     num_workers: int = 0
     progress: bool = True
+    # Stop at this step of the `steps`-step schedule (checkpointed; resuming without it goes on).
+    stop_after: int | None = None
+
+
+_RUN_ONLY = {"num_workers", "progress", "stop_after"}  # settings a resumed run may change
+
+
+def _schedule_settings(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _RUN_ONLY}
 
 
 @dataclass
@@ -88,7 +97,7 @@ def train(
     checkpoint_path, start = output_dir / "checkpoint.pt", 0
     if checkpoint_path.exists():
         saved = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if saved["config"] != asdict(config):
+        if _schedule_settings(saved["config"]) != _schedule_settings(asdict(config)):
             raise ValueError(
                 f"{checkpoint_path} was written with another configuration; remove it to start over"
             )
@@ -102,9 +111,10 @@ def train(
         start = saved["step"]
         logger.info("resuming from step %d of %d", start, config.steps)
 
+    end = min(config.steps, config.stop_after or config.steps)
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_sampler=_StepBatches(start, config.steps, config.batch_size, len(dataset)),
+        batch_sampler=_StepBatches(start, max(start, end), config.batch_size, len(dataset)),
         num_workers=config.num_workers,
         collate_fn=collate_fn,
         persistent_workers=False,
@@ -133,7 +143,7 @@ def train(
         result.history.append(loss.item())
         bar.update()
         bar.set_postfix(loss=f"{result.history[-1]:.4f}")
-        if step % config.checkpoint_every == 0 or step == config.steps:
+        if step % config.checkpoint_every == 0 or step == end:
             atomic_torch_save(
                 {
                     "config": asdict(config),

@@ -26,11 +26,13 @@ class TransformerObjective:
 
     def __init__(self, pipe, *, shift: float = 3.0, text_dropout: float = 0.1, chunked_fraction: float = 0.3,
                  image_fraction: float = 0.0, chunk_frames: int = 3, motion_scores=(10, 30),
-                 max_sequence_length: int = 300):  # fmt: skip
+                 max_sequence_length: int = 300,
+                 complex_human_instruction: list[str] | None = COMPLEX_HUMAN_INSTRUCTION):  # fmt: skip
         self.pipe, self.shift, self.text_dropout = pipe, shift, text_dropout
         self.chunked_fraction, self.image_fraction = chunked_fraction, image_fraction
         self.chunk_frames, self.motion_scores = chunk_frames, motion_scores
         self.max_sequence_length = max_sequence_length
+        self.complex_human_instruction = complex_human_instruction
 
     @torch.no_grad()
     def encode(self, videos: torch.Tensor, captions: list[str], generator: torch.Generator):
@@ -42,7 +44,7 @@ class TransformerObjective:
         scores = torch.randint(len(self.motion_scores), (len(captions),), generator=generator)
         texts = [motion_prompt(c, self.motion_scores[s]) for c, s in zip(captions, scores.tolist())]
         embeds, mask, *_ = pipe.encode_prompt(texts, False, device=device, max_sequence_length=self.max_sequence_length,
-                                              complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION)  # fmt: skip
+                                              complex_human_instruction=self.complex_human_instruction)  # fmt: skip
         if dropped.any():
             empty, empty_mask, *_ = pipe.encode_prompt([""] * int(dropped.sum()), False, device=device,
                                                        max_sequence_length=self.max_sequence_length,

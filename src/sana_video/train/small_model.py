@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION
 from sana_video.train.components import (
     make_text_encoder,
     make_tokenizer,
@@ -42,6 +43,9 @@ class SmallModelRecipe:
     vae: TrainConfig = None  # type: ignore[assignment]
     transformer: TrainConfig = None  # type: ignore[assignment]
     shift: float = 3.0  # training σ shift (and the sampler's)
+    # Without the complex human instruction before the caption: with it, the caption is ~25 of 300 text
+    # tokens and a small model learns to read it far more slowly (measured, docs/TRAINING.md).
+    complex_human_instruction: bool = False
     chunk_frames: int = 3  # latent frames per chunk in chunk-causal batches
     chunked_fraction: float = 0.3
     image_fraction: float = 0.2  # batches whose latent frame 0 is given (image-to-video, image starts)
@@ -83,7 +87,9 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
                              vae, transformer, scheduler)  # fmt: skip
     objective = TransformerObjective(pipe, shift=recipe.shift, chunk_frames=recipe.chunk_frames,
                                      chunked_fraction=recipe.chunked_fraction,
-                                     image_fraction=recipe.image_fraction)  # fmt: skip
+                                     image_fraction=recipe.image_fraction,
+                                     complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION
+                                     if recipe.complex_human_instruction else None)  # fmt: skip
     if device != "cpu":
         transformer.enable_gradient_checkpointing()
     result = train(transformer, objective, data, recipe.transformer, work / "transformer")
@@ -128,4 +134,5 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
 def defaults(recipe: SmallModelRecipe) -> dict:
     """Generation defaults that suit this model, read by the command line (its trained size and length)."""
     return {"height": recipe.size, "width": recipe.size, "frames": recipe.frames, "negative_prompt": "",
-            "motion_score": 30, "steps": 30, "guidance": 4.0, "chunk_frames": recipe.chunk_frames}  # fmt: skip
+            "motion_score": 30, "steps": 30, "guidance": 4.0, "chunk_frames": recipe.chunk_frames,
+            "shift": recipe.shift, "complex_human_instruction": recipe.complex_human_instruction}  # fmt: skip
