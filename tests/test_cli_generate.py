@@ -246,3 +246,24 @@ def test_a_model_trained_without_the_instruction_is_prompted_without_it(
     plain, chi = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("plain", "chi"))
     assert plain["complex_human_instruction"] is False and chi["complex_human_instruction"] is True
     assert seen == [None, COMPLEX_HUMAN_INSTRUCTION]
+
+
+def test_the_bundled_model_is_the_default(t2v_dir, tmp_path, capsys, monkeypatch):
+    """Without --model the package's own model folder is used; where there is none, one clear error."""
+    import shutil
+
+    import sana_video.weights
+
+    bundled = tmp_path / "bundled"
+    shutil.copytree(t2v_dir, bundled)
+    (bundled / "sana_video.json").write_text(json.dumps({"height": 32, "width": 32, "frames": 9, "steps": 2}))
+    monkeypatch.setattr(sana_video.weights, "SHAPES_MODEL", bundled)
+    code, *_ = _generate(capsys, "a red circle", "--seed", "2", "--out", str(tmp_path / "v.mp4"), "--quiet")
+    assert code == 0
+    record = json.loads((tmp_path / "v.json").read_text())
+    assert record["model"] == str(bundled.resolve()) and record["frames"] == 9
+    assert read_video(tmp_path / "v.mp4")[0].shape == (9, 32, 32, 3)
+
+    monkeypatch.setattr(sana_video.weights, "SHAPES_MODEL", tmp_path / "missing")
+    code, _, err = _generate(capsys, "a red circle", "--out", str(tmp_path / "w.mp4"))
+    assert code != 0 and "--model DIR is required" in err and not (tmp_path / "w.mp4").exists()

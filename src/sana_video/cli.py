@@ -145,7 +145,10 @@ def _resolve_defaults(args) -> None:
     import json
 
     from sana_video.pipelines.text import RECOMMENDED_NEGATIVE_PROMPT
+    from sana_video.weights import bundled_model
 
+    if not args.model and bundled_model() is not None:
+        args.model = str(bundled_model())
     model_file = Path(args.model) / "sana_video.json" if args.model else None
     model = json.loads(model_file.read_text()) if model_file is not None and model_file.is_file() else {}
     builtin = {
@@ -168,7 +171,8 @@ def _check_model_and_sizes(args) -> None:
 
     model = Path(args.model) if args.model else None
     if model is None:
-        raise CLIError("--model DIR is required (a diffusers-format SANA-Video folder; no model ships yet)")
+        raise CLIError("--model DIR is required (a diffusers-format SANA-Video folder; this copy of sana-video "
+                       "has no bundled model)")  # fmt: skip
     if not (model / "model_index.json").is_file():
         raise CLIError(f"--model {model}: not a pipeline folder (no model_index.json there)")
     try:
@@ -719,9 +723,9 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--size", type=_positive_int, default=96, help="height and width (default: 96)")
     small.add_argument("--vae-steps", type=_positive_int, default=1500)
     small.add_argument("--vae-batch-size", type=_positive_int, default=8)
-    small.add_argument("--steps", type=_positive_int, default=2400, help="transformer steps (default: 2400)")
+    small.add_argument("--steps", type=_positive_int, default=4000, help="transformer steps (default: 4000)")
     small.add_argument("--batch-size", type=_positive_int, default=32)
-    small.add_argument("--lr", type=_positive_float, default=5e-4)
+    small.add_argument("--lr", type=_positive_float, default=1e-3)
     small.add_argument("--stop-after", type=_positive_int, metavar="STEP",
                        help="end the transformer at this step of its schedule (run again without it to go on)")  # fmt: skip
     small.add_argument("--workers", type=int, default=8, help="data loader processes (default: 8)")
