@@ -1,0 +1,150 @@
+"""Triton norms and Mix-FFN gate against the fp32 references and the model's own code.
+
+On a machine without a GPU the kernels run in Triton's interpreter; the variable must be set before
+anything imports triton (kernels choose compile or interpret when they are defined).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sana_video.model.layers import RMSNorm, layer_norm, modulate
+from sana_video.ops import use_backend
+from sana_video.ops.norms import glu_gate, layer_norm_modulate, naive, rms_norm
+from tests.conftest import rel_err
+
+triton_kernels = pytest.importorskip("sana_video.ops.norms.triton_kernels")
+if not (triton_kernels.INTERPRET or torch.cuda.is_available()):
+    pytest.skip("triton was imported without TRITON_INTERPRET=1 and there is no GPU", allow_module_level=True)
+
+DEVICE = "cpu" if triton_kernels.INTERPRET else "cuda"
+TOL = {torch.float32: 1e-6, torch.float16: 2e-3, torch.bfloat16: 2e-2}
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+@pytest.fixture(autouse=True)
+def _poison_outputs(monkeypatch):
+    """Outputs start as NaN, so any element a kernel fails to write fails the finiteness checks."""
+    monkeypatch.setattr(triton_kernels, "POISON_OUTPUTS", True)
+
+
+def _randn(*shape, dtype=torch.float32, seed=0, std=1.0, mean=0.0):
+    gen = torch.Generator().manual_seed(seed)
+    return (mean + std * torch.randn(*shape, generator=gen)).to(DEVICE, dtype)
+
+
+def _check(out, expected, dtype):
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    assert torch.isfinite(out).all(), "kernel left elements unwritten"
+    assert rel_err(out, expected) <= TOL[dtype], rel_err(out, expected)
+
+
+@pytest.mark.parametrize("per_token", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [24, 72, 130])
+def test_layer_norm_modulate(dim, dtype, per_token):
+    batch, tokens, eps = 2, 7, 1e-6
+    x = _randn(batch, tokens, dim, dtype=dtype, mean=0.5, std=2.0)  # a mean to remove
+    table = _randn(batch, tokens if per_token else 1, 2, dim, dtype=dtype, seed=1, std=0.5)
+    shift, scale = table.unbind(-2)  # strided views, as the block's modulation table gives
+    with use_backend("layer_norm_modulate", "triton"):
+        out = layer_norm_modulate(x, shift, scale, eps)
+    reference = naive.layer_norm_modulate(x, shift, scale, eps)
+    model = modulate(layer_norm(x, eps), shift, scale)  # in dtype; rounds after each step in bf16
+    _check(out, reference, dtype)
+    _check(out, model, dtype)
+    if dtype == torch.float32:
+        # The naive reference against the model: independently written, same math.
+        assert rel_err(reference, model) <= 1e-6
+
+
+@pytest.mark.parametrize("weight_dtype", [None, torch.bfloat16])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [24, 72, 130])
+def test_rms_norm_matches_module(dim, dtype, weight_dtype):
+    x = _randn(2, 7, dim, dtype=dtype, std=3.0)
+    module = RMSNorm(dim, eps=1e-5).to(DEVICE, weight_dtype or dtype)
+    with torch.no_grad():
+        module.weight.copy_(_randn(dim, seed=2, mean=1.0, std=0.3))
+    with use_backend("rms_norm", "triton"), torch.no_grad():
+        out = rms_norm(x, module.weight, module.eps)
+        model = module(x)
+    reference = naive.rms_norm(x, module.weight, module.eps)
+    # fp32 x with a bf16 weight: the module's output is bf16-rounded, so bf16 tolerance applies.
+    tol_dtype = weight_dtype or dtype
+    _check(out, reference, tol_dtype)
+    _check(out, model, tol_dtype)
+    assert rel_err(reference, model) <= TOL[tol_dtype] / 10
+    if weight_dtype is not None:
+        # The module rounds to the weight's dtype before casting to x's; a kernel skipping that step
+        # would still pass the tolerance above, but not this.
+        assert torch.equal(out.to(weight_dtype).to(out.dtype), out)
+
+
+def test_rms_norm_leading_dims_and_wide_rows():
+    # Arbitrary leading dims, and the 2B model's width (a non-power-of-two row of 2240).
+    for shape in [(2, 3, 5, 24), (1, 3, 2240)]:
+        x = _randn(*shape, std=2.0)
+        weight = _randn(shape[-1], seed=3, mean=1.0, std=0.3)
+        with use_backend("rms_norm", "triton"):
+            out = rms_norm(x, weight, 1e-5)
+        _check(out, naive.rms_norm(x, weight, 1e-5), torch.float32)
+
+
+def test_layer_norm_modulate_wide_rows():
+    x = _randn(1, 3, 2240, mean=0.5, std=2.0)
+    shift, scale = _randn(1, 1, 2, 2240, seed=1, std=0.5).unbind(-2)
+    with use_backend("layer_norm_modulate", "triton"):
+        out = layer_norm_modulate(x, shift, scale, 1e-6)
+    _check(out, modulate(layer_norm(x, 1e-6), shift, scale), torch.float32)
+
+
+@pytest.mark.parametrize("silu_input", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", [12, 36, 65])
+def test_glu_gate(hidden, dtype, silu_input):
+    y = _randn(2, 7, 2 * hidden, dtype=dtype, std=2.0)
+    with use_backend("glu_gate", "triton"):
+        out = glu_gate(y, silu_input=silu_input)
+    # The model's expression (mixffn.py), in y's dtype.
+    u, gate = (F.silu(y) if silu_input else y).chunk(2, dim=-1)
+    model = u * F.silu(gate)
+    _check(out, naive.glu_gate(y, silu_input), dtype)
+    _check(out, model, dtype)
+
+
+def test_glu_gate_several_column_blocks_and_leading_dims():
+    # h = 1100 spans two column blocks of the elementwise tiling; a 4-D input flattens to rows.
+    y = _randn(2, 1, 3, 2 * 1100, std=2.0)
+    with use_backend("glu_gate", "triton"):
+        out = glu_gate(y)
+    _check(out, naive.glu_gate(y), torch.float32)
+
+
+def test_fp16_and_non_contiguous_inputs():
+    x = _randn(2, 130, 7, dtype=torch.float16).transpose(1, 2)  # [2, 7, 130], not contiguous
+    shift, scale = _randn(2, 1, 2, 130, dtype=torch.float16, seed=1, std=0.5).unbind(-2)
+    weight = _randn(130, dtype=torch.float16, seed=2, mean=1.0, std=0.3)
+    with use_backend("layer_norm_modulate", "triton"), use_backend("rms_norm", "triton"):
+        _check(
+            layer_norm_modulate(x, shift, scale), naive.layer_norm_modulate(x, shift, scale), torch.float16
+        )
+        _check(rms_norm(x, weight), naive.rms_norm(x, weight), torch.float16)
+    with use_backend("glu_gate", "triton"):
+        _check(glu_gate(x[..., :128]), naive.glu_gate(x[..., :128]), torch.float16)
+
+
+def test_backend_choice(monkeypatch):
+    from sana_video.ops import dispatch, norms
+
+    x = _randn(2, 7, 24)
+    assert norms.triton_available(x)
+    assert dispatch.resolve("rms_norm", x) is triton_kernels.rms_norm
+    monkeypatch.setattr(norms, "triton_kernels", None)  # as without triton installed
+    assert dispatch.resolve("rms_norm", x) is naive.rms_norm
