@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
+
+# Without a GPU, Triton kernels are tested in its interpreter. The choice is fixed when triton is first
+# imported (diffusers imports it through torch._dynamo), so it is made here, before any other import.
+os.environ.setdefault("TRITON_INTERPRET", "0" if shutil.which("nvidia-smi") else "1")
 
 import pytest
 import torch

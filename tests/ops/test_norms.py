@@ -1,25 +1,22 @@
 """Triton norms and Mix-FFN gate against the fp32 references and the model's own code.
 
-On a machine without a GPU the kernels run in Triton's interpreter; the variable must be set before
-anything imports triton (kernels choose compile or interpret when they are defined).
+On a machine without a GPU the kernels run in Triton's interpreter: tests/conftest.py sets
+TRITON_INTERPRET=1 there before anything imports triton (kernels choose compile or interpret when they
+are defined).
 """
 
 from __future__ import annotations
-
-import os
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sana_video.model.layers import RMSNorm, layer_norm, modulate
-from sana_video.ops import use_backend
+from sana_video.ops import dispatch, norms, use_backend
 from sana_video.ops.norms import glu_gate, layer_norm_modulate, naive, rms_norm
 from tests.conftest import rel_err
 
-triton_kernels = pytest.importorskip("sana_video.ops.norms.triton_kernels")
+triton_kernels = pytest.importorskip("sana_video.ops.norms.triton_kernels", exc_type=ImportError)
 if not (triton_kernels.INTERPRET or torch.cuda.is_available()):
     pytest.skip("triton was imported without TRITON_INTERPRET=1 and there is no GPU", allow_module_level=True)
 
@@ -141,10 +138,10 @@ def test_fp16_and_non_contiguous_inputs():
 
 
 def test_backend_choice(monkeypatch):
-    from sana_video.ops import dispatch, norms
-
-    x = _randn(2, 7, 24)
-    assert norms.triton_available(x)
-    assert dispatch.resolve("rms_norm", x) is triton_kernels.rms_norm
+    """The kernels are chosen for CUDA tensors when triton is there; CPU tensors get the reference."""
+    cpu, cuda = torch.zeros(2, 7, 24), torch.zeros(2, 7, 24, device="meta")
+    monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
+    assert not norms.triton_available(cpu) and dispatch.resolve("rms_norm", cpu) is naive.rms_norm
+    assert norms.triton_available(cuda) and dispatch.resolve("rms_norm", cuda) is triton_kernels.rms_norm
     monkeypatch.setattr(norms, "triton_kernels", None)  # as without triton installed
-    assert dispatch.resolve("rms_norm", x) is naive.rms_norm
+    assert dispatch.resolve("rms_norm", cuda) is naive.rms_norm

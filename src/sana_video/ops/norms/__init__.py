@@ -4,8 +4,9 @@
     rms_norm(x, weight, eps)                   RMSNorm with a learned weight, as `model.layers.RMSNorm`
     glu_gate(y, silu_input=False)              u·SiLU(g) for u, g = y.chunk(2, -1), as in `MixFFN`
 
-Statistics and math are fp32, outputs are in x's (y's) dtype. The Triton kernels run when
-`triton_available(x)`; otherwise the references in `naive.py` do. `ops.use_backend(op, name)` forces one.
+Statistics and math are fp32, outputs are in x's (y's) dtype. The Triton kernels run on CUDA tensors
+when triton is importable; otherwise the references in `naive.py` do. `ops.use_backend(op, name)` forces
+one (the tests force the kernels on the CPU through Triton's interpreter).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ except ImportError:  # no triton in this environment: the references serve
 
 
 def triton_available(x: torch.Tensor) -> bool:
-    """Triton is importable and can run on x: a CUDA tensor, or any tensor under TRITON_INTERPRET=1."""
-    return triton_kernels is not None and (x.is_cuda or triton_kernels.INTERPRET)
+    """Triton is importable and x is a CUDA tensor. (Under TRITON_INTERPRET=1 the kernels also run on
+    CPU tensors, but only where a test forces them: interpreted, they are far slower than the reference.)"""
+    return triton_kernels is not None and x.is_cuda
 
 
 def layer_norm_modulate(
