@@ -138,10 +138,12 @@ def test_fp16_and_non_contiguous_inputs():
 
 
 def test_backend_choice(monkeypatch):
-    """The kernels are chosen for CUDA tensors when triton is there; CPU tensors get the reference."""
+    """Opt-in: the reference is chosen; forced, the kernels run on CUDA tensors when triton is there."""
     cpu, cuda = torch.zeros(2, 7, 24), torch.zeros(2, 7, 24, device="meta")
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
     assert not norms.triton_available(cpu) and dispatch.resolve("rms_norm", cpu) is naive.rms_norm
-    assert norms.triton_available(cuda) and dispatch.resolve("rms_norm", cuda) is triton_kernels.rms_norm
+    assert norms.triton_available(cuda) and dispatch.resolve("rms_norm", cuda) is naive.rms_norm  # opt-in
+    with use_backend("rms_norm", "triton"):
+        assert dispatch.resolve("rms_norm", cuda) is triton_kernels.rms_norm
     monkeypatch.setattr(norms, "triton_kernels", None)  # as without triton installed
-    assert dispatch.resolve("rms_norm", cuda) is naive.rms_norm
+    assert not norms.triton_available(cuda)

@@ -81,4 +81,21 @@ def _check(q, k, v, rope, state) -> None:
 dispatch.register("linear_attention", "eager", eager.linear_attention, priority=0)
 dispatch.register("linear_attention", "naive", naive.linear_attention, priority=-1)
 
+try:
+    from sana_video.ops.linear_attention import triton_kernel
+except ImportError:  # no triton here (or the interpreter mode changed after its import): eager serves
+    triton_kernel = None
+else:
+    # CUDA only (interpreted on CPU tensors it is far slower than eager), and forward only: where q
+    # needs a gradient (training) eager runs, so autograd is never silently cut. Opt-in (negative
+    # priority: `ops.use_backend("linear_attention", "triton")`) until it has been compiled, checked and
+    # timed on a GPU; then it becomes the default there.
+    dispatch.register(
+        "linear_attention",
+        "triton",
+        triton_kernel.linear_attention,
+        priority=-1,
+        available=lambda x: x.is_cuda and not x.requires_grad,
+    )
+
 __all__ = ["LinearAttentionState", "linear_attention"]

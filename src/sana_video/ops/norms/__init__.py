@@ -5,8 +5,9 @@
     glu_gate(y, silu_input=False)              u·SiLU(g) for u, g = y.chunk(2, -1), as in `MixFFN`
 
 Statistics and math are fp32, outputs are in x's (y's) dtype. The Triton kernels run on CUDA tensors
-when triton is importable; otherwise the references in `naive.py` do. `ops.use_backend(op, name)` forces
-one (the tests force the kernels on the CPU through Triton's interpreter).
+where forced with `ops.use_backend(op, "triton")` (opt-in until they have been checked and timed on a GPU);
+otherwise the references in `naive.py` do. The tests force the kernels on the CPU through Triton's
+interpreter.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def glu_gate(y: torch.Tensor, silu_input: bool = False) -> torch.Tensor:
 for _op in ("layer_norm_modulate", "rms_norm", "glu_gate"):
     dispatch.register(_op, "naive", getattr(naive, _op), priority=0)
     if triton_kernels is not None:
-        dispatch.register(_op, "triton", getattr(triton_kernels, _op), priority=1, available=triton_available)
+        # Opt-in (negative priority) until compiled, checked and timed on a GPU.
+        dispatch.register(
+            _op, "triton", getattr(triton_kernels, _op), priority=-1, available=triton_available
+        )
 
 __all__ = ["glu_gate", "layer_norm_modulate", "rms_norm", "triton_available"]

@@ -1,0 +1,386 @@
+"""Fused Triton forward (inference) of `linear_attention`, same semantics as `eager.linear_attention`.
+
+Two phases per call, both reading q, k, v in their token layout [B, N, H, d] (any strides with unit
+stride over channels, e.g. the views a fused qkv projection gives):
+
+1. state: one program per (b·h, split of the tokens) sums, over its tokens, S = Σ v k̃ᵀ [d_v, d] and
+   z = Σ φ(k) [d] in fp32. With several splits each writes its own partial sums and they are added
+   in a fixed order afterwards, so the result does not depend on scheduling (no atomics). The
+   initial state is folded into split 0.
+2. output: one program per (token block, b·h) loads the final S and z and writes
+   o = S q̃ / (φ(q)·z + eps) in v's dtype.
+
+RoPE rotates interleaved pairs (x[2i], x[2i+1]); the kernels load the even and odd channels as two
+strided [tokens, d/2] blocks, rotate them elementwise and keep S as its even and odd column halves
+(two tl.dot each), so no de-interleaved or permuted copy of q or k is ever written. φ, RoPE, the sums
+and the division are fp32 whatever the input dtype; only the output is cast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# triton.jit decides between compiling and interpreting when a kernel is defined, i.e. at this import.
+try:
+    INTERPRET: bool = bool(triton.knobs.runtime.interpret)
+except AttributeError:  # triton before 3.4 has no knobs
+    INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
+POISON_OUTPUTS = False
+
+BLOCK_N = 64  # tokens per tile in both phases
+MIN_SPLIT_TILES = 8  # a split of phase 1 sums at least this many tiles, so its partial S stays cheap
+
+# tl.dot operands are fp32 here (φ and RoPE are computed in fp32). On the GPU plain fp32 operands
+# would run in TF32 (10-bit mantissa, ~1e-3 relative error), too coarse for fp32 inputs: "tf32x3"
+# splits each operand into two TF32 parts and keeps fp32-level accuracy on the tensor cores. With
+# half-precision inputs one TF32 product does: its rounding (2⁻¹¹) is below a bf16 output's (2⁻⁹)
+# and the same as an fp16 output's, so at most it doubles the error the cast makes anyway.
+# The interpreter multiplies in fp32 whatever this says.
+DOT_PRECISION = {torch.float32: "tf32x3", torch.float16: "tf32", torch.bfloat16: "tf32"}
+
+
+def _empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    out = torch.empty(shape, dtype=dtype, device=device)
+    return out.fill_(float("nan")) if POISON_OUTPUTS else out
+
+
+@triton.jit
+def _state_kernel(
+    k_ptr,
+    v_ptr,
+    cos_ptr,
+    sin_ptr,
+    kv0_ptr,
+    k_sum0_ptr,
+    kv_ptr,
+    k_sum_ptr,
+    heads,
+    dim,
+    dim_v,
+    half_dim,
+    tokens,
+    split_tokens,
+    stride_kb,
+    stride_kn,
+    stride_kh,
+    stride_vb,
+    stride_vn,
+    stride_vh,
+    HAS_ROPE: tl.constexpr,
+    HAS_INITIAL: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_HALF: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
+    bh = tl.program_id(0)
+    split = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)  # int64: B·N·H·d can pass 2³¹ for long videos
+    h = (bh % heads).to(tl.int64)
+
+    pair = tl.arange(0, BLOCK_HALF)  # pair i holds channels 2i (even) and 2i + 1 (odd)
+    even_ok = 2 * pair < dim  # without RoPE d may be odd: one more even channel than odd
+    odd_ok = 2 * pair + 1 < dim
+    cols_v = tl.arange(0, BLOCK_DV)
+    v_ok = cols_v < dim_v
+
+    k_base = k_ptr + b * stride_kb + h * stride_kh
+    v_base = v_ptr + b * stride_vb + h * stride_vh
+
+    s_even = tl.zeros((BLOCK_DV, BLOCK_HALF), dtype=tl.float32)  # S[:, 0::2]
+    s_odd = tl.zeros((BLOCK_DV, BLOCK_HALF), dtype=tl.float32)  # S[:, 1::2]
+    z_even = tl.zeros((BLOCK_HALF,), dtype=tl.float32)
+    z_odd = tl.zeros((BLOCK_HALF,), dtype=tl.float32)
+
+    start = split * split_tokens
+    end = tl.minimum(start + split_tokens, tokens)
+    for n0 in range(start, end, BLOCK_N):
+        n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = n < end
+        rows = n.to(tl.int64)[:, None]
+        # Padding rows and channels load as 0, and φ(0) = 0 adds nothing to S or z.
+        k_even = tl.load(
+            k_base + rows * stride_kn + 2 * pair[None, :], mask=n_ok[:, None] & even_ok[None, :], other=0.0
+        )
+        k_odd = tl.load(
+            k_base + rows * stride_kn + 2 * pair[None, :] + 1,
+            mask=n_ok[:, None] & odd_ok[None, :],
+            other=0.0,
+        )
+        k_even = tl.maximum(k_even.to(tl.float32), 0.0)
+        k_odd = tl.maximum(k_odd.to(tl.float32), 0.0)
+        z_even += tl.sum(k_even, axis=0)  # z takes φ(k) before RoPE: the denominator is unrotated
+        z_odd += tl.sum(k_odd, axis=0)
+        if HAS_ROPE:
+            table = rows * half_dim + pair[None, :]
+            table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
+            cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
+            sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
+            k_even, k_odd = k_even * cos - k_odd * sin, k_even * sin + k_odd * cos
+        # vᵀ [d_v, tokens] read straight from the token layout (a transposed view, not a copy).
+        v_t = tl.load(
+            v_base + n.to(tl.int64)[None, :] * stride_vn + cols_v[:, None],
+            mask=v_ok[:, None] & n_ok[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        s_even = tl.dot(v_t, k_even, s_even, input_precision=PRECISION)
+        s_odd = tl.dot(v_t, k_odd, s_odd, input_precision=PRECISION)
+
+    # S is stored in the state's own layout [d_v, d]: the halves go back to the interleaved columns.
+    s_offsets = cols_v[:, None] * dim + 2 * pair[None, :]
+    s_even_ok = v_ok[:, None] & even_ok[None, :]
+    s_odd_ok = v_ok[:, None] & odd_ok[None, :]
+    # Nested on purpose: the constexpr test drops the block at compile time; the inner test is at run time.
+    if HAS_INITIAL:  # noqa: SIM102
+        if split == 0:  # only split 0 adds the earlier chunks' sums
+            kv0 = kv0_ptr + bh.to(tl.int64) * dim_v * dim
+            k_sum0 = k_sum0_ptr + bh.to(tl.int64) * dim
+            s_even += tl.load(kv0 + s_offsets, mask=s_even_ok, other=0.0)
+            s_odd += tl.load(kv0 + s_offsets + 1, mask=s_odd_ok, other=0.0)
+            z_even += tl.load(k_sum0 + 2 * pair, mask=even_ok, other=0.0)
+            z_odd += tl.load(k_sum0 + 2 * pair + 1, mask=odd_ok, other=0.0)
+
+    slot = split.to(tl.int64) * tl.num_programs(0) + bh  # partial sums are [splits, B·H, ...]
+    kv_out = kv_ptr + slot * dim_v * dim
+    k_sum_out = k_sum_ptr + slot * dim
+    tl.store(kv_out + s_offsets, s_even, mask=s_even_ok)
+    tl.store(kv_out + s_offsets + 1, s_odd, mask=s_odd_ok)
+    tl.store(k_sum_out + 2 * pair, z_even, mask=even_ok)
+    tl.store(k_sum_out + 2 * pair + 1, z_odd, mask=odd_ok)
+
+
+@triton.jit
+def _output_kernel(
+    q_ptr,
+    cos_ptr,
+    sin_ptr,
+    kv_ptr,
+    k_sum_ptr,
+    out_ptr,
+    heads,
+    dim,
+    dim_v,
+    half_dim,
+    tokens,
+    stride_qb,
+    stride_qn,
+    stride_qh,
+    stride_ob,
+    stride_on,
+    stride_oh,
+    eps,
+    HAS_ROPE: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_HALF: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
+):
+    block = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = (bh // heads).to(tl.int64)
+    h = (bh % heads).to(tl.int64)
+
+    pair = tl.arange(0, BLOCK_HALF)
+    even_ok = 2 * pair < dim
+    odd_ok = 2 * pair + 1 < dim
+    cols_v = tl.arange(0, BLOCK_DV)
+    v_ok = cols_v < dim_v
+
+    # Sᵀ's even and odd row halves [d/2, d_v], read transposed from the state's [d_v, d] layout, so
+    # the numerator is q̃ Sᵀ: [tokens, d/2] @ [d/2, d_v], twice.
+    kv = kv_ptr + bh.to(tl.int64) * dim_v * dim
+    st_offsets = cols_v[None, :] * dim + 2 * pair[:, None]
+    st_even = tl.load(kv + st_offsets, mask=even_ok[:, None] & v_ok[None, :], other=0.0)
+    st_odd = tl.load(kv + st_offsets + 1, mask=odd_ok[:, None] & v_ok[None, :], other=0.0)
+    k_sum = k_sum_ptr + bh.to(tl.int64) * dim
+    z_even = tl.load(k_sum + 2 * pair, mask=even_ok, other=0.0)
+    z_odd = tl.load(k_sum + 2 * pair + 1, mask=odd_ok, other=0.0)
+
+    n = block * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = n < tokens
+    rows = n.to(tl.int64)[:, None]
+    q_base = q_ptr + b * stride_qb + h * stride_qh + rows * stride_qn
+    q_even = tl.load(q_base + 2 * pair[None, :], mask=n_ok[:, None] & even_ok[None, :], other=0.0)
+    q_odd = tl.load(q_base + 2 * pair[None, :] + 1, mask=n_ok[:, None] & odd_ok[None, :], other=0.0)
+    q_even = tl.maximum(q_even.to(tl.float32), 0.0)
+    q_odd = tl.maximum(q_odd.to(tl.float32), 0.0)
+
+    # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
+    denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
+    if HAS_ROPE:
+        table = rows * half_dim + pair[None, :]
+        table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
+        cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
+        sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
+        q_even, q_odd = q_even * cos - q_odd * sin, q_even * sin + q_odd * cos
+    numerator = tl.dot(q_even, st_even, input_precision=PRECISION)
+    numerator = tl.dot(q_odd, st_odd, numerator, input_precision=PRECISION)
+    out = numerator / denominator[:, None]
+
+    out_ptrs = out_ptr + b * stride_ob + h * stride_oh + rows * stride_on + cols_v[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=n_ok[:, None] & v_ok[None, :])
+
+
+# Triton's own library (tl.sum, tl.maximum) was defined in the mode of triton's first import; kernels
+# defined in the other mode cannot call it. Fail the import, so the eager backend serves instead.
+if type(_output_kernel) is not type(tl.sum):
+    raise ImportError(
+        "TRITON_INTERPRET changed after triton was first imported; set it before Python starts "
+        "(e.g. TRITON_INTERPRET=1 pytest ...)"
+    )
+
+
+@functools.cache
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _split_tokens(bh: int, tokens: int, block_n: int, device: torch.device) -> int:
+    """Tokens per phase-1 program: a multiple of block_n, chosen so B·H·splits programs fill the GPU.
+
+    With B·H = 20 heads and ~132 SMs one program per head would leave most of the GPU idle while it
+    reads all of k and v; splitting N gives about two programs per SM. Each split still sums at
+    least MIN_SPLIT_TILES tiles, so writing and re-adding its partial S (d_v·d fp32) stays small
+    next to the k and v it reads.
+    """
+    tiles = max(triton.cdiv(tokens, block_n), 1)
+    splits = 1
+    if device.type == "cuda" and not INTERPRET:
+        wanted = triton.cdiv(2 * _multiprocessors(device), bh)
+        splits = max(1, min(wanted, tiles // MIN_SPLIT_TILES))
+    return triton.cdiv(tiles, splits) * block_n
+
+
+def _channel_strides(x: torch.Tensor) -> torch.Tensor:
+    # The kernels address channels with unit stride; any other strides over B, N, H are fine.
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rope: tuple[torch.Tensor, torch.Tensor] | None,
+    initial_state,
+    output_final_state: bool,
+    eps: float,
+    *,
+    block_n: int = BLOCK_N,
+    split_tokens: int | None = None,
+):
+    """As `eager.linear_attention`. block_n and split_tokens (a multiple of block_n) override the
+    tiling, so tests can reach several tiles and several splits with few tokens."""
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (q, k, v, *(initial_state or ()))
+    ):
+        # Reached only when a caller forces this backend: dispatch picks eager where grads are needed.
+        raise RuntimeError("the triton linear_attention is forward only; use the eager backend for autograd")
+    batch, tokens, heads, dim = q.shape
+    dim_v = v.shape[-1]
+    bh = batch * heads
+    q, k, v = (_channel_strides(t) for t in (q, k, v))
+    device = q.device
+
+    out = _empty((batch, tokens, heads, dim_v), v.dtype, device)
+    if bh == 0:  # no (b, h) pair: every tensor is empty, and a grid of 0 programs is refused
+        kv = torch.zeros(batch, heads, dim_v, dim, device=device)
+        k_sum = torch.zeros(batch, heads, dim, device=device)
+        return out, ((kv, k_sum) if output_final_state else None)
+
+    if split_tokens is None:
+        split_tokens = _split_tokens(bh, tokens, block_n, device)
+    elif split_tokens % block_n:
+        raise ValueError(f"split_tokens ({split_tokens}) must be a multiple of block_n ({block_n})")
+    splits = max(triton.cdiv(tokens, split_tokens), 1)
+
+    half_dim = dim // 2
+    if rope is not None:
+        cos, sin = (t.to(device, torch.float32).contiguous() for t in rope)
+    else:
+        cos = sin = q  # never read (HAS_ROPE is off); any pointer will do
+    if initial_state is not None:
+        kv0, k_sum0 = (t.to(device, torch.float32).contiguous() for t in initial_state)
+    else:
+        kv0 = k_sum0 = q  # never read
+
+    # tl.dot needs every block dim ≥ 16; padding channels are masked to 0.
+    block_half = max(16, triton.next_power_of_2(triton.cdiv(dim, 2)))
+    block_dv = max(16, triton.next_power_of_2(dim_v))
+    # Two fp32 [d_v, d/2] accumulators (or Sᵀ halves) live in registers: 8 warps once they pass 2K
+    # elements each (d = d_v = 112 pads to 128 × 64), so they do not spill.
+    num_warps = 8 if block_dv * block_half > 2048 else 4
+    precision = DOT_PRECISION.get(q.dtype, "tf32x3")
+
+    partial_kv = _empty((splits, batch, heads, dim_v, dim), torch.float32, device)
+    partial_k_sum = _empty((splits, batch, heads, dim), torch.float32, device)
+    _state_kernel[(bh, splits)](
+        k,
+        v,
+        cos,
+        sin,
+        kv0,
+        k_sum0,
+        partial_kv,
+        partial_k_sum,
+        heads,
+        dim,
+        dim_v,
+        half_dim,
+        tokens,
+        split_tokens,
+        k.stride(0),
+        k.stride(1),
+        k.stride(2),
+        v.stride(0),
+        v.stride(1),
+        v.stride(2),
+        HAS_ROPE=rope is not None,
+        HAS_INITIAL=initial_state is not None,
+        PRECISION=precision,
+        BLOCK_N=block_n,
+        BLOCK_HALF=block_half,
+        BLOCK_DV=block_dv,
+        num_warps=num_warps,
+    )
+    if splits == 1:
+        kv, k_sum = partial_kv[0], partial_k_sum[0]
+    else:
+        # The second reduction: torch sums the few partials in a fixed order (no atomics), so the
+        # state is the same bits on every run.
+        kv, k_sum = partial_kv.sum(0), partial_k_sum.sum(0)
+
+    if tokens:
+        _output_kernel[(triton.cdiv(tokens, block_n), bh)](
+            q,
+            cos,
+            sin,
+            kv,
+            k_sum,
+            out,
+            heads,
+            dim,
+            dim_v,
+            half_dim,
+            tokens,
+            q.stride(0),
+            q.stride(1),
+            q.stride(2),
+            out.stride(0),
+            out.stride(1),
+            out.stride(2),
+            eps,
+            HAS_ROPE=rope is not None,
+            PRECISION=precision,
+            BLOCK_N=block_n,
+            BLOCK_HALF=block_half,
+            BLOCK_DV=block_dv,
+            num_warps=num_warps,
+        )
+    return out, ((kv, k_sum) if output_final_state else None)
