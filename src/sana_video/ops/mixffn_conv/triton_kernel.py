@@ -1,0 +1,276 @@
+"""Fused Triton forward (inference) of `silu_dwconv_glu`: SiLU → 3×3 depthwise conv → u·SiLU(g).
+
+One launch reads z [B, N, 2h] once in its token layout (unit channel stride; batch and token strides
+are passed, so views need no copy) and writes out [B, N, h] once. No NCHW copy, no SiLU'd or conv'd
+intermediate in memory.
+
+Grid: (images · strips · column blocks, channel blocks), images = B·frames. A program owns
+
+- BLOCK_C consecutive columns of one frame (a column block),
+- a strip of `strip_rows` rows of that frame, which it walks top to bottom,
+- BLOCK_H channels c of the u half together with the channels c + h of the gate half.
+
+It keeps its tile as [BLOCK_C, BLOCK_H] register blocks, one row at a time. Each input row i is read
+as three column-shifted blocks (columns c−1, c, c+1), SiLU'd on load, and combined with the kernel's
+three rows of taps into its contributions to the output rows i+1, i and i−1. Two fp32 accumulators
+per half carry the output rows i−1 and i across iterations; after input row i, output row i−1 has
+all three of its input rows, gets the gate and is stored. A strip of R rows reads R + 2 input rows
+(one halo row above and below).
+
+Zero padding: a neighbour outside the frame (row −1 or `rows`, column −1 or `cols`) is a masked load
+that gives 0, and SiLU(0) = 0, which is exactly the conv's padding of its SiLU'd input. The column
+masks stop a row's last column from reading the next row's first, and rows never leave their frame,
+so no neighbour crosses a row end or a frame boundary.
+
+All math is fp32 (SiLU, the 9 taps, the bias, the gate) whatever the input dtype; the output is
+cast once, to z's dtype. Under TRITON_INTERPRET=1 the kernel runs on CPU tensors (the tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# triton.jit decides between compiling and interpreting when a kernel is defined, i.e. at this import.
+try:
+    INTERPRET: bool = bool(triton.knobs.runtime.interpret)
+except AttributeError:  # triton before 3.4 has no knobs
+    INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+# Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
+POISON_OUTPUTS = False
+
+# Tile defaults (not yet tuned on a GPU). A [32, 64] fp32 block is 2048 values; a program keeps about
+# ten such blocks live (two accumulators per half plus one row's loads and partial sums).
+MAX_BLOCK_C = 32  # columns per program
+MAX_BLOCK_H = 64  # channels per half per program: 128 contiguous bytes of a bf16 token
+MIN_STRIP_ROWS = 4  # a strip re-reads 2 halo rows; at ≥ 4 rows that is at most 1.5× the reads
+PROGRAMS_PER_SM = 4  # rows are split into strips only until about this many programs per SM
+
+
+def _empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    out = torch.empty(shape, dtype=dtype, device=device)
+    return out.fill_(float("nan")) if POISON_OUTPUTS else out
+
+
+@triton.jit
+def _silu_load(ptrs, mask):
+    # A masked neighbour loads 0 and SiLU(0) = 0: the conv's zero padding of its (SiLU'd) input.
+    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
+    return x * tl.sigmoid(x)
+
+
+@triton.jit
+def _tap(w, k, ch_ok):
+    return tl.load(w + k, mask=ch_ok, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _taps(w_ptr, ch, ch_ok):
+    # The 9 taps of channels ch as [1, BLOCK_H] fp32 rows, in the weight's (kernel row, column) order:
+    # [2h, 1, 3, 3] contiguous puts tap (kr, kc) of channel c at c·9 + 3·kr + kc. Loaded once per program.
+    w = w_ptr + ch * 9
+    return (
+        _tap(w, 0, ch_ok),
+        _tap(w, 1, ch_ok),
+        _tap(w, 2, ch_ok),
+        _tap(w, 3, ch_ok),
+        _tap(w, 4, ch_ok),
+        _tap(w, 5, ch_ok),
+        _tap(w, 6, ch_ok),
+        _tap(w, 7, ch_ok),
+        _tap(w, 8, ch_ok),
+    )
+
+
+@triton.jit
+def _row_contributions(z_row, offsets, stride_n, ok_left, ok_mid, ok_right, w):
+    """One input row i of one half: its share of output rows i+1, i and i−1, each [BLOCK_C, BLOCK_H].
+
+    nn.Conv2d correlates: out[o, c] = Σ w[kr, kc] · in[o + kr − 1, c + kc − 1]. So input row i is kernel
+    row 0 for output row i+1, row 1 for output row i and row 2 for output row i−1.
+    """
+    left = _silu_load(z_row + offsets - stride_n, ok_left)  # input column c − 1 (kc = 0)
+    mid = _silu_load(z_row + offsets, ok_mid)
+    right = _silu_load(z_row + offsets + stride_n, ok_right)  # input column c + 1 (kc = 2)
+    to_next = w[0] * left + w[1] * mid + w[2] * right
+    to_same = w[3] * left + w[4] * mid + w[5] * right
+    to_prev = w[6] * left + w[7] * mid + w[8] * right
+    return to_next, to_same, to_prev
+
+
+@triton.jit
+def _silu_dwconv_glu_kernel(
+    z_ptr,
+    w_ptr,
+    bias_ptr,
+    out_ptr,
+    frames,
+    rows,
+    cols,
+    hidden,
+    stride_zb,
+    stride_zn,
+    col_blocks,
+    strips,
+    strip_rows,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
+    # Column blocks vary fastest, then strips: programs launched together share halo rows and columns
+    # of the same channels, which are then read from L2.
+    pid = tl.program_id(0)
+    col_block = pid % col_blocks
+    strip = (pid // col_blocks) % strips
+    image = pid // (col_blocks * strips)  # b·frames + f
+    b = (image // frames).to(tl.int64)  # int64: B·N·2h can pass 2³¹ for long videos
+    f = (image % frames).to(tl.int64)
+
+    ch = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)  # u channels; the gate's are ch + hidden
+    ch_ok = ch < hidden
+    c = col_block * BLOCK_C + tl.arange(0, BLOCK_C)
+    # Masks only for columns this program writes (c < cols); a neighbour column outside 0..cols−1 is
+    # padding, never the previous or next row's end.
+    ok_mid = (c < cols)[:, None] & ch_ok[None, :]
+    ok_left = ((c >= 1) & (c < cols))[:, None] & ch_ok[None, :]
+    ok_right = (c + 1 < cols)[:, None] & ch_ok[None, :]
+    offsets = c[:, None] * stride_zn + ch[None, :]
+    out_offsets = c[:, None] * hidden + ch[None, :]
+
+    frame_tokens = rows * cols
+    z_frame = z_ptr + b * stride_zb + f * frame_tokens * stride_zn
+    out_frame = out_ptr + (b * frames + f) * frame_tokens * hidden  # out is contiguous [B, N, h]
+
+    w_u = _taps(w_ptr, ch, ch_ok)
+    w_g = _taps(w_ptr, ch + hidden, ch_ok)
+    if HAS_BIAS:
+        bias_u = tl.load(bias_ptr + ch, mask=ch_ok, other=0.0).to(tl.float32)[None, :]
+        bias_g = tl.load(bias_ptr + hidden + ch, mask=ch_ok, other=0.0).to(tl.float32)[None, :]
+    else:
+        bias_u = tl.zeros((1, BLOCK_H), dtype=tl.float32)
+        bias_g = tl.zeros((1, BLOCK_H), dtype=tl.float32)
+
+    # Before input row i: acc_prev holds output row i−1 (missing its row-below term), acc_cur output
+    # row i (missing two terms). The first two rows they start as (r0 − 2, r0 − 1) are never stored.
+    acc_prev_u = tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32)
+    acc_prev_g = tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32)
+    acc_cur_u = tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32)
+    acc_cur_g = tl.zeros((BLOCK_C, BLOCK_H), dtype=tl.float32)
+
+    r0 = strip * strip_rows
+    r_end = tl.minimum(r0 + strip_rows, rows)
+    # Row pointers advance by one row per iteration (64-bit pointer arithmetic, whatever type the loop
+    # index has): z_row at input row i, out_row at output row i − 1.
+    z_step = cols * stride_zn
+    out_step = cols * hidden
+    z_row = z_frame + (r0 - 1).to(tl.int64) * z_step
+    out_row = out_frame + (r0 - 2).to(tl.int64) * out_step
+    for i in range(r0 - 1, r_end + 1):  # one halo row above and below the strip
+        row_ok = (i >= 0) & (i < rows)  # rows −1 and `rows` are padding
+        next_u, same_u, prev_u = _row_contributions(
+            z_row, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_u
+        )
+        next_g, same_g, prev_g = _row_contributions(
+            z_row + hidden, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_g
+        )
+        if i - 1 >= r0:  # output row i − 1 now has all three input rows: gate it and store it once
+            u = acc_prev_u + prev_u
+            gate = acc_prev_g + prev_g
+            out = u * gate * tl.sigmoid(gate)
+            tl.store(out_row + out_offsets, out.to(out_ptr.dtype.element_ty), mask=ok_mid)
+        acc_prev_u = acc_cur_u + same_u
+        acc_prev_g = acc_cur_g + same_g
+        acc_cur_u = bias_u + next_u
+        acc_cur_g = bias_g + next_g
+        z_row += z_step
+        out_row += out_step
+
+
+# Triton's own library (tl.sigmoid) was defined in the mode of triton's first import; kernels defined
+# in the other mode cannot call it. Fail the import, so callers fall back to the reference.
+if type(_silu_dwconv_glu_kernel) is not type(tl.sigmoid):
+    raise ImportError(
+        "TRITON_INTERPRET changed after triton was first imported; set it before Python starts "
+        "(e.g. TRITON_INTERPRET=1 pytest ...)"
+    )
+
+
+@functools.cache
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _strip_rows(programs: int, rows: int, device: torch.device) -> int:
+    """Rows per program. Whole frames by default (each row is read once, plus 2 halo rows per frame);
+    on a GPU, frames are cut into strips of at least MIN_STRIP_ROWS rows only where the other grid
+    axes give fewer than about PROGRAMS_PER_SM programs per SM (one image, narrow frames)."""
+    if device.type != "cuda" or INTERPRET:
+        return rows
+    wanted = triton.cdiv(PROGRAMS_PER_SM * _multiprocessors(device), programs)
+    strips = max(1, min(wanted, rows // MIN_STRIP_ROWS))
+    return triton.cdiv(rows, strips)
+
+
+def silu_dwconv_glu(
+    z: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    grid: tuple[int, int, int],
+    *,
+    block_c: int | None = None,
+    block_h: int | None = None,
+    strip_rows: int | None = None,
+) -> torch.Tensor:
+    """As `naive.silu_dwconv_glu` (shapes checked by the caller). block_c, block_h (powers of two) and
+    strip_rows override the tiling, so tests reach several column blocks, channel blocks and strips."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (z, weight, bias)):
+        # Reached only when a caller forces this backend: dispatch picks naive where grads are needed.
+        raise RuntimeError("the triton silu_dwconv_glu is forward only; use the naive backend for autograd")
+    batch, tokens, channels = z.shape
+    hidden = channels // 2
+    frames, rows, cols = grid
+    z = z if z.stride(-1) == 1 else z.contiguous()  # other strides are passed to the kernel
+    weight = weight.contiguous()  # [2h, 1, 3, 3]: tap (kr, kc) of channel c at c·9 + 3·kr + kc
+    bias_arg = bias.contiguous() if bias is not None else weight  # never read without HAS_BIAS
+
+    out = _empty((batch, tokens, hidden), z.dtype, z.device)
+    if out.numel() == 0:  # a grid of 0 programs is refused
+        return out
+
+    block_c = block_c or min(MAX_BLOCK_C, triton.next_power_of_2(cols))
+    block_h = block_h or min(MAX_BLOCK_H, triton.next_power_of_2(hidden))
+    col_blocks = triton.cdiv(cols, block_c)
+    channel_blocks = triton.cdiv(hidden, block_h)
+    images = batch * frames
+    if strip_rows is None:
+        strip_rows = _strip_rows(images * col_blocks * channel_blocks, rows, z.device)
+    strips = triton.cdiv(rows, strip_rows)
+    # About 8 fp32 values per thread per block ([16, 64] at 4 warps, [32, 64] at 8), so the ~10 live
+    # blocks fit in registers.
+    num_warps = 8 if block_c * block_h >= 2048 else 4
+
+    _silu_dwconv_glu_kernel[(images * strips * col_blocks, channel_blocks)](
+        z,
+        weight,
+        bias_arg,
+        out,
+        frames,
+        rows,
+        cols,
+        hidden,
+        z.stride(0),
+        z.stride(1),
+        col_blocks,
+        strips,
+        strip_rows,
+        HAS_BIAS=bias is not None,
+        BLOCK_C=block_c,
+        BLOCK_H=block_h,
+        num_warps=num_warps,
+    )
+    return out
