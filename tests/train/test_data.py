@@ -38,3 +38,14 @@ def test_a_crop_is_a_window_of_the_whole_frame():
 def test_bad_crop_is_refused(crop):
     with pytest.raises(ValueError, match="crop"):
         ShapesDataset(height=48, width=64, crop=crop)
+
+
+def test_backgrounds_and_sizes_can_be_narrowed():
+    data = ShapesDataset(
+        length=40, frames=3, height=32, width=32, backgrounds=("plain", "striped"), sizes=(0.15, 0.2)
+    )
+    specs = [data.spec(i) for i in range(40)]
+    assert {s.background for s in specs} == {"plain", "striped"}
+    assert all(0.15 <= o.size <= 0.2 for s in specs for o in s.objects)
+    with pytest.raises(ValueError, match="backgrounds"):
+        ShapesDataset(backgrounds=("wavy",))

@@ -60,7 +60,8 @@ class ClipSpec:
         return f"{things} on a {self.background} background"
 
 
-def sample_spec(rng: np.random.Generator, *, max_objects: int = 3, allow_held_out: bool = False) -> ClipSpec:
+def sample_spec(rng: np.random.Generator, *, max_objects: int = 3, allow_held_out: bool = False,
+                backgrounds: tuple[str, ...] = BACKGROUNDS, sizes: tuple[float, float] = (0.09, 0.14)) -> ClipSpec:  # fmt: skip
     count = int(rng.integers(1, max_objects + 1))
     objects = []
     for _ in range(count):
@@ -69,13 +70,13 @@ def sample_spec(rng: np.random.Generator, *, max_objects: int = 3, allow_held_ou
             if allow_held_out or (colour, shape) not in HELD_OUT:
                 break
         direction, speed = str(rng.choice(list(DIRECTIONS))), str(rng.choice(list(SPEEDS)))
-        objects.append(_place(rng, colour, shape, direction, speed))
-    return ClipSpec(tuple(objects), str(rng.choice(BACKGROUNDS)), float(rng.uniform(0.15, 0.4)))
+        objects.append(_place(rng, colour, shape, direction, speed, sizes))
+    return ClipSpec(tuple(objects), str(rng.choice(backgrounds)), float(rng.uniform(0.15, 0.4)))
 
 
-def _place(rng, colour, shape, direction, speed) -> ObjectSpec:
+def _place(rng, colour, shape, direction, speed, sizes) -> ObjectSpec:
     """A start point from which the whole path stays inside the frame."""
-    size = float(rng.uniform(0.09, 0.14))
+    size = float(rng.uniform(*sizes))
     dx, dy = DIRECTIONS[direction]
     travel = SPEEDS[speed] / math.hypot(dx, dy)
     margin = size + 0.02
@@ -146,18 +147,24 @@ class ShapesDataset(torch.utils.data.Dataset):
     the fully convolutional VAE)."""
 
     def __init__(self, length: int = 100_000, frames: int = 33, height: int = 96, width: int = 96, seed: int = 0,
-                 max_objects: int = 3, allow_held_out: bool = False, crop: int | None = None):  # fmt: skip
+                 max_objects: int = 3, allow_held_out: bool = False, crop: int | None = None,
+                 backgrounds: tuple[str, ...] = BACKGROUNDS, sizes: tuple[float, float] = (0.09, 0.14)):  # fmt: skip
         if crop is not None and not 0 < crop <= min(height, width):
             raise ValueError(f"crop must be in 1..{min(height, width)}, got {crop}")
         self.length, self.frames, self.height, self.width = length, frames, height, width
         self.seed, self.max_objects, self.allow_held_out, self.crop = seed, max_objects, allow_held_out, crop
+        unknown = set(backgrounds) - set(BACKGROUNDS)
+        if unknown or not backgrounds:
+            raise ValueError(f"backgrounds must be some of {BACKGROUNDS}; got {backgrounds}")
+        self.backgrounds, self.sizes = tuple(backgrounds), sizes
 
     def __len__(self) -> int:
         return self.length
 
     def spec(self, index: int) -> ClipSpec:
         rng = np.random.default_rng([self.seed, index])
-        return sample_spec(rng, max_objects=self.max_objects, allow_held_out=self.allow_held_out)
+        return sample_spec(rng, max_objects=self.max_objects, allow_held_out=self.allow_held_out,
+                           backgrounds=self.backgrounds, sizes=self.sizes)  # fmt: skip
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
         spec, window = self.spec(index), None
