@@ -49,6 +49,10 @@ class SmallModelRecipe:
     chunk_frames: int = 3  # latent frames per chunk in chunk-causal batches
     chunked_fraction: float = 0.3
     image_fraction: float = 0.2  # batches whose latent frame 0 is given (image-to-video, image starts)
+    # The transformer's clips: no per-pixel-noise backgrounds (texture it would spend itself on) and larger
+    # objects. On a CPU micro model this made the text matter more (docs/TRAINING.md). The VAE sees all.
+    backgrounds: tuple[str, ...] = ("plain", "striped", "checkered")
+    object_sizes: tuple[float, float] = (0.12, 0.18)
     gradient_checkpointing: bool = False  # a 2 M-parameter model on 324 tokens a clip fits without it
     seed: int = 0
 
@@ -71,7 +75,8 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
 
     output = Path(output)
     work = output / ".work"
-    data = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed)
+    data = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed,
+                         backgrounds=recipe.backgrounds, sizes=recipe.object_sizes)  # fmt: skip
     words = vocabulary()
 
     # 1. The VAE, then the latent statistics the pipelines normalize with (kept in work/vae_model once done).
