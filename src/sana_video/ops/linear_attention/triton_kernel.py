@@ -18,18 +18,12 @@ and the division are fp32 whatever the input dtype; only the output is cast.
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-# triton.jit decides between compiling and interpreting when a kernel is defined, i.e. at this import.
-try:
-    INTERPRET: bool = bool(triton.knobs.runtime.interpret)
-except AttributeError:  # triton before 3.4 has no knobs
-    INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+from sana_video.ops.triton_support import INTERPRET, check_interpret_mode
+from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
 POISON_OUTPUTS = False
@@ -228,18 +222,7 @@ def _output_kernel(
     tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=n_ok[:, None] & v_ok[None, :])
 
 
-# Triton's own library (tl.sum, tl.maximum) was defined in the mode of triton's first import; kernels
-# defined in the other mode cannot call it. Fail the import, so the eager backend serves instead.
-if type(_output_kernel) is not type(tl.sum):
-    raise ImportError(
-        "TRITON_INTERPRET changed after triton was first imported; set it before Python starts "
-        "(e.g. TRITON_INTERPRET=1 pytest ...)"
-    )
-
-
-@functools.cache
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
+check_interpret_mode(_output_kernel)  # all kernels above are defined in the same mode
 
 
 def _split_tokens(bh: int, tokens: int, block_n: int, device: torch.device) -> int:

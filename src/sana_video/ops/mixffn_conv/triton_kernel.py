@@ -28,18 +28,12 @@ cast once, to z's dtype. Under TRITON_INTERPRET=1 the kernel runs on CPU tensors
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-# triton.jit decides between compiling and interpreting when a kernel is defined, i.e. at this import.
-try:
-    INTERPRET: bool = bool(triton.knobs.runtime.interpret)
-except AttributeError:  # triton before 3.4 has no knobs
-    INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+from sana_video.ops.triton_support import INTERPRET, check_interpret_mode
+from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
 POISON_OUTPUTS = False
@@ -191,18 +185,7 @@ def _silu_dwconv_glu_kernel(
         out_row += out_step
 
 
-# Triton's own library (tl.sigmoid) was defined in the mode of triton's first import; kernels defined
-# in the other mode cannot call it. Fail the import, so callers fall back to the reference.
-if type(_silu_dwconv_glu_kernel) is not type(tl.sigmoid):
-    raise ImportError(
-        "TRITON_INTERPRET changed after triton was first imported; set it before Python starts "
-        "(e.g. TRITON_INTERPRET=1 pytest ...)"
-    )
-
-
-@functools.cache
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
+check_interpret_mode(_silu_dwconv_glu_kernel)  # all kernels above are defined in the same mode
 
 
 def _strip_rows(programs: int, rows: int, device: torch.device) -> int:

@@ -7,17 +7,12 @@ elementwise and tiles rows × column blocks. Under TRITON_INTERPRET=1 the kernel
 
 from __future__ import annotations
 
-import os
-
 import torch
 import triton
 import triton.language as tl
 
-# triton.jit decides between compiling and interpreting when a kernel is defined, i.e. at this import.
-try:
-    INTERPRET: bool = bool(triton.knobs.runtime.interpret)
-except AttributeError:  # triton before 3.4 has no knobs
-    INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+from sana_video.ops.triton_support import INTERPRET as INTERPRET  # read by the tests
+from sana_video.ops.triton_support import check_interpret_mode
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
 POISON_OUTPUTS = False
@@ -99,13 +94,7 @@ def _glu_gate_kernel(y_ptr, out_ptr, hidden, SILU_INPUT: tl.constexpr, BLOCK: tl
     tl.store(out_ptr + row * hidden + cols, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-# Triton's own library (tl.sum, tl.sigmoid) was defined in the mode of triton's first import; kernels
-# defined in the other mode cannot call it. Fail the import, so callers fall back to the references.
-if type(_glu_gate_kernel) is not type(tl.sum):
-    raise ImportError(
-        "TRITON_INTERPRET changed after triton was first imported; set it before Python starts "
-        "(e.g. TRITON_INTERPRET=1 pytest ...)"
-    )
+check_interpret_mode(_glu_gate_kernel)  # all kernels above are defined in the same mode
 
 
 def layer_norm_modulate(

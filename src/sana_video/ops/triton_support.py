@@ -1,0 +1,32 @@
+"""What every Triton kernel module here shares: the interpreter flag, its import-time check, the SM count."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# triton.jit decides between compiling and interpreting when a kernel is defined, i.e. at import.
+try:
+    INTERPRET: bool = bool(triton.knobs.runtime.interpret)
+except AttributeError:  # triton before 3.4 has no knobs
+    INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def check_interpret_mode(kernel) -> None:
+    """Triton's own library (tl.sum, tl.sigmoid, ...) was defined in the mode of triton's first import;
+    kernels defined in the other mode cannot call it. Raise ImportError then, so the importing kernel
+    module fails and its op falls back to the reference."""
+    if type(kernel) is not type(tl.sum):
+        raise ImportError(
+            "TRITON_INTERPRET changed after triton was first imported; set it before Python starts "
+            "(e.g. TRITON_INTERPRET=1 pytest ...)"
+        )
+
+
+@functools.cache
+def multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
