@@ -147,8 +147,8 @@ def _resolve_defaults(args) -> None:
     from sana_video.pipelines.text import RECOMMENDED_NEGATIVE_PROMPT
     from sana_video.weights import bundled_model
 
-    if not args.model and bundled_model() is not None:
-        args.model = str(bundled_model())
+    if not args.model and (bundled := bundled_model()) is not None:
+        args.model = str(bundled)
     model_file = Path(args.model) / "sana_video.json" if args.model else None
     model = json.loads(model_file.read_text()) if model_file is not None and model_file.is_file() else {}
     builtin = {
@@ -163,6 +163,13 @@ def _resolve_defaults(args) -> None:
     for name, value in builtin.items():
         if getattr(args, name, None) is None:
             setattr(args, name, model.get(name, value))
+
+
+def _instruction(args) -> list[str] | None:
+    """The CHI lines to put before the prompt, or None (--no-chi, or a model trained without them)."""
+    from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION
+
+    return COMPLEX_HUMAN_INSTRUCTION if args.complex_human_instruction else None
 
 
 def _check_model_and_sizes(args) -> None:
@@ -328,7 +335,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _generate_job(pipe, job: Job, args, timings: dict[str, float], device: str, dtype) -> None:
     import torch
 
-    from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, motion_prompt
+    from sana_video.pipelines.text import motion_prompt
     from sana_video.sampling import flow_shift
     from sana_video.video import export_to_video
 
@@ -340,7 +347,7 @@ def _generate_job(pipe, job: Job, args, timings: dict[str, float], device: str, 
             guided,
             negative_prompt=args.negative_prompt,
             num_videos_per_prompt=args.num_videos,
-            complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION if args.complex_human_instruction else None,
+            complex_human_instruction=_instruction(args),
         )
         stage.detail = repr(full_prompt if len(full_prompt) < 70 else full_prompt[:67] + "...")
     with _Stage("denoise", args.quiet, timings) as stage:
@@ -415,7 +422,7 @@ def _long(args: argparse.Namespace) -> int:
 
     from sana_video import LongSanaVideoPipeline
     from sana_video.pipelines.long_video import checkpoint_path, chunk_prompts
-    from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, motion_prompt
+    from sana_video.pipelines.text import motion_prompt
     from sana_video.sampling.long import split_chunks
 
     _resolve_defaults(args)
@@ -487,7 +494,7 @@ def _long(args: argparse.Namespace) -> int:
             metadata={**metadata, "timings": timings},
             on_chunk=on_chunk,
             negative_prompt=args.negative_prompt,
-            complex_human_instruction=COMPLEX_HUMAN_INSTRUCTION if args.complex_human_instruction else None,
+            complex_human_instruction=_instruction(args),
             frames=args.frames,
             height=args.height,
             width=args.width,
@@ -622,7 +629,8 @@ def _add_model_options(
 ) -> None:
     """Options every generating command shares."""
 
-    parser.add_argument("--model", help="a diffusers-format SANA-Video folder (required for now)")
+    parser.add_argument("--model", help="a diffusers-format SANA-Video folder (default: the bundled model, "
+                                        "where this copy of sana-video has one)")  # fmt: skip
     parser.add_argument("--image", help="first frame: image-to-video")
     parser.add_argument("--negative-prompt", help="(default: the model's, else the SANA-Video model card's)")
     parser.add_argument("--chi", dest="complex_human_instruction", action=argparse.BooleanOptionalAction,
