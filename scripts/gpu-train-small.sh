@@ -20,11 +20,13 @@ if [ -n "${SWEEP:-}" ] && [ ! -f $out/.work/vae_model/losses.json ]; then
     cp $out/.work/vae_choice.json "$OUT/" 2>/dev/null
 fi
 SLICE=$(( ${SLICE:-540} - (SECONDS - start) ))
-[ "$SLICE" -gt 60 ] && timeout -s INT "$SLICE" python3 -m sana_video train small --out $out 2>&1 | tr '\r' '\n' \
+[ "$SLICE" -gt 60 ] && timeout -s INT "$SLICE" python3 -m sana_video train small --out $out --workers 14 2>&1 | tr '\r' '\n' \
     | awk '/step\/s|s\/step/ { n++; if (n % 100 == 0) print; next } { print }' | tail -40
 if [ -f $out/losses.json ]; then
     echo FINISHED
-    cd $out && tar --exclude=.work -cf - . | split -b 15M - "$OUT/model.tar.part" && ls -la "$OUT"
+    (cd $out && tar --exclude=.work -cf - . | split -b 15M - "$OUT/model.tar.part" && ls -la "$OUT")
+    [ -n "${EVALUATE:-}" ] && timeout "$EVALUATE" python3 scripts/evaluate_small_model.py $out --device cuda \
+        --seeds 2 2>&1 | grep -v Warning | tail -40
 else
     mkdir -p "$OUT/vae_model"
     cp $out/.work/vae_model/* "$OUT/vae_model/" 2>/dev/null
