@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=4.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--speed", default="slowly", choices=["slowly", "quickly"])
     args = parser.parse_args()
     from sana_video import LongSanaVideoPipeline, SanaImageToVideoPipeline, SanaVideoPipeline
 
@@ -50,7 +51,7 @@ def main() -> None:
                    generator=torch.Generator().manual_seed(seed), **common).frames[0]  # fmt: skip
 
     start = time.perf_counter()
-    rows = meaning_scores(generate, CASES, range(args.seeds))
+    rows = meaning_scores(generate, CASES, range(args.seeds), args.speed)
     seconds = (time.perf_counter() - start) / len(rows)
     for r in rows:
         held = " (held out)" if (r["colour"], r["shape"]) in HELD_OUT else ""

@@ -25,11 +25,12 @@ SLICE=$(( ${SLICE:-540} - (SECONDS - start) ))
 if [ -f $out/losses.json ]; then
     echo FINISHED
     (cd $out && tar --exclude=.work -cf - . | split -b 15M - "$OUT/model.tar.part" && ls -la "$OUT")
-    [ -n "${EVALUATE:-}" ] && timeout "$EVALUATE" python3 scripts/evaluate_small_model.py $out --device cuda \
-        --seeds 2 2>&1 | grep -v Warning | tail -40
+    if [ -n "${EVALUATE:-}" ]; then
+        timeout "$EVALUATE" python3 scripts/evaluate_small_model.py $out --device cuda --seeds 2 2>&1 \
+            | grep -v Warning | tail -40
+    fi
 else
-    mkdir -p "$OUT/vae_model"
-    cp $out/.work/vae_model/* "$OUT/vae_model/" 2>/dev/null
+    if [ ! -d .carry/vae_model ]; then mkdir -p "$OUT/vae_model" && cp $out/.work/vae_model/* "$OUT/vae_model/"; fi
     [ -f $out/.work/transformer/checkpoint.pt ] && split -b 15M $out/.work/transformer/checkpoint.pt "$OUT/ckpt.part"
-    ls -la "$OUT" "$OUT/vae_model"
+    ls -la "$OUT"
 fi

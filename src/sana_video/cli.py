@@ -552,6 +552,7 @@ def _train_small(args: argparse.Namespace) -> int:
         frames=args.frames,
         size=args.size,
         seed=args.seed,
+        cache_clips=args.cache_clips,
         vae=replace(base.vae, steps=args.vae_steps, batch_size=args.vae_batch_size, **common),
         transformer=replace(
             base.transformer,
@@ -599,6 +600,10 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
 
 
 def _positive_float(text: str) -> float:
@@ -731,11 +736,14 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--size", type=_positive_int, default=96, help="height and width (default: 96)")
     small.add_argument("--vae-steps", type=_positive_int, default=1500)
     small.add_argument("--vae-batch-size", type=_positive_int, default=8)
-    small.add_argument("--steps", type=_positive_int, default=4000, help="transformer steps (default: 4000)")
-    small.add_argument("--batch-size", type=_positive_int, default=32)
+    small.add_argument("--steps", type=_positive_int, default=3000, help="transformer steps (default: 3000)")
+    small.add_argument("--batch-size", type=_positive_int, default=64)
     small.add_argument("--lr", type=_positive_float, default=1e-3)
     small.add_argument("--stop-after", type=_positive_int, metavar="STEP",
                        help="end the transformer at this step of its schedule (run again without it to go on)")  # fmt: skip
+    small.add_argument("--cache-clips", type=_non_negative_int, default=12_000, metavar="N",
+                       help="render and encode N clips once and train on them (0: new clips every batch; "
+                       "default: 12000)")  # fmt: skip
     small.add_argument("--workers", type=int, default=8, help="data loader processes (default: 8)")
     small.add_argument("--seed", type=int, default=0)
     small.add_argument("--device", help="(default: the best available)")

@@ -105,6 +105,15 @@ def test_i2v_matches_diffusers(i2v_pair, guidance):
     assert (got - expected).abs().max().item() <= 1e-4
 
 
+def test_i2v_takes_a_numpy_image(i2v_pair):
+    """An [H, W, 3] array in [0, 1] (which diffusers refuses) gives what diffusers gives for the tensor."""
+    reference, ours = i2v_pair
+    kwargs = dict(prompt="a red circle moving right", guidance_scale=6.0)
+    expected = _run(reference, image=_image(1), **kwargs)
+    got = _run(ours, image=_image(1)[0].permute(1, 2, 0).numpy(), **kwargs)
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
 def test_i2v_from_a_t2v_folder_uses_flowmatch_shift_8(t2v_dir):
     pipe = SanaImageToVideoPipeline.from_pretrained(t2v_dir)
     assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"

@@ -14,7 +14,8 @@ from sana_video.cli import main
 def test_train_small_writes_a_loadable_pipeline(tmp_path):
     out = tmp_path / "small"
     args = ["train", "small", "--out", str(out), "--frames", "9", "--size", "32", "--vae-steps", "2", "--steps", "2",
-            "--batch-size", "2", "--vae-batch-size", "2", "--workers", "0", "--device", "cpu", "--quiet"]  # fmt: skip
+            "--batch-size", "2", "--vae-batch-size", "2", "--cache-clips", "3", "--workers", "0", "--device", "cpu",
+            "--quiet"]  # fmt: skip
     assert main(args) == 0
     weights = (out / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
     losses = json.loads((out / "losses.json").read_text())
@@ -38,7 +39,8 @@ def test_command_line_defaults_are_the_recipe():
     from sana_video.train.small_model import SmallModelRecipe
 
     args, recipe = build_parser().parse_args(["train", "small", "--out", "x"]), SmallModelRecipe()
-    assert (args.frames, args.size, args.seed) == (recipe.frames, recipe.size, recipe.seed)
+    assert (args.frames, args.size, args.seed, args.cache_clips) == (recipe.frames, recipe.size, recipe.seed,
+                                                                     recipe.cache_clips)  # fmt: skip
     assert (args.vae_steps, args.vae_batch_size) == (recipe.vae.steps, recipe.vae.batch_size)
     assert (args.steps, args.batch_size, args.lr) == (recipe.transformer.steps, recipe.transformer.batch_size,
                                                       recipe.transformer.lr)  # fmt: skip

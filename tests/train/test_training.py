@@ -237,3 +237,40 @@ def test_stopping_early_then_going_on_matches_a_straight_run(tmp_path):
     assert same.history == straight[:4] and all(torch.equal(part.ema[k], same.ema[k]) for k in part.ema)
     rest = micro_pipeline()
     assert train(rest.transformer, _objective(rest), data, config, tmp_path / "b").history == straight
+
+
+def test_training_on_encoded_clips_is_training_on_the_clips(tmp_path):
+    """The small model's latent cache is only a shortcut: the same batch, given as cached latents, gives
+    the same loss as given as videos (encoded and normalized by the objective)."""
+    from sana_video.train.latent_cache import LatentClips, cached_clips, encode_clips
+
+    pipe = micro_pipeline()
+    pipe.vae.register_to_config(latents_mean=[0.1] * 8, latents_std=[0.5] * 8)
+    data = ShapesDataset(length=8, seed=3, **SMALL)
+    on_the_fly = TransformerObjective(
+        pipe, chunked_fraction=0.5, image_fraction=0.5, complex_human_instruction=None
+    )
+    cached = TransformerObjective(pipe, chunked_fraction=0.5, image_fraction=0.5, complex_human_instruction=None,
+                                  encoded=True)  # fmt: skip
+    clips = encode_clips(pipe.vae, data, 6, batch_size=4, normalize=on_the_fly.normalize, dtype=torch.float32,
+                         progress=False)  # fmt: skip
+    assert len(clips) == 6 and clips.captions == [data[i][1] for i in range(6)]
+    for indices in ([0, 1, 2], [5, 3, 4]):
+        videos = torch.stack([data[i][0] for i in indices])
+        batch = LatentClips.collate(clips.__getitems__(indices))
+        for seed in range(3):  # plain, chunked and image batches
+            a = on_the_fly((videos, [data[i][1] for i in indices]), torch.Generator().manual_seed(seed))
+            b = cached(batch, torch.Generator().manual_seed(seed))
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # Saved with its key, loaded while the key matches, encoded again when it does not.
+    built = []
+
+    def build():
+        built.append(1)
+        return clips
+
+    first = cached_clips(tmp_path / "clips.pt", {"n": 6}, build)
+    again = cached_clips(tmp_path / "clips.pt", {"n": 6}, build)
+    assert len(built) == 1 and torch.equal(again.latents, first.latents) and again.captions == first.captions
+    cached_clips(tmp_path / "clips.pt", {"n": 7}, build)
+    assert len(built) == 2

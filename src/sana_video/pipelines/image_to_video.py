@@ -71,9 +71,9 @@ class SanaImageToVideoPipeline(SanaVideoPipelineBase):
     def _condition(self, latents, image, height, width, generator):
         if image is None:
             raise ValueError("image-to-video needs an image")
-        if not isinstance(image, (PIL.Image.Image, torch.Tensor, list)):
+        if not isinstance(image, (PIL.Image.Image, torch.Tensor, np.ndarray, list)):
             raise ValueError(
-                f"image must be a PIL image, a tensor or a list of them (got {type(image).__name__})"
+                f"image must be a PIL image, an array, a tensor or a list of them (got {type(image).__name__})"
             )
         pixels = self.video_processor.preprocess(image, height=height, width=width)  # [b, 3, H, W] in [-1, 1]
         image_latents = self.encode_image_latents(pixels)  # [b, C, 1, H', W']

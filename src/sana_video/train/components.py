@@ -64,15 +64,15 @@ def make_vae(latent_channels: int = 8, base_dim: int = 32, spatial: int = 4):
 
 
 SMALL_TRANSFORMER = dict(
-    num_attention_heads=4,
+    num_attention_heads=5,
     attention_head_dim=32,
-    num_layers=6,
-    num_cross_attention_heads=4,
+    num_layers=8,
+    num_cross_attention_heads=5,
     cross_attention_head_dim=32,
-    cross_attention_dim=128,
+    cross_attention_dim=160,
     mlp_ratio=2.5,
-    patch_size=(1, 4, 4),
-    sample_size=6,  # a 96×96 video: latent 24×24 (4× VAE), 6×6 tokens per frame
+    patch_size=(1, 2, 2),
+    sample_size=12,  # a 96×96 video: latent 24×24 (4× VAE), 12×12 tokens per frame
     rope_max_seq_len=1024,
 )
 

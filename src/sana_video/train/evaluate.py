@@ -76,13 +76,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-def meaning_scores(generate, cases, seeds) -> list[dict]:
+def meaning_scores(generate, cases, seeds, speed: str = "slowly") -> list[dict]:
     """`generate(prompt, seed)` -> frames [F, H, W, 3] in [0, 1]; for each (colour, shape, direction) case
     and seed: does the object of that colour move as prompted, and does it move against the prompt."""
     rows = []
     for colour, shape, direction in cases:
         for seed in seeds:
-            frames = generate(prompt_for(colour, shape, direction), seed)
+            frames = generate(prompt_for(colour, shape, direction, speed), seed)
             rows.append({"colour": colour, "shape": shape, "direction": direction, "seed": seed,
                          "moves": moves(frames, colour, direction),
                          "moves_opposite": moves(frames, colour, OPPOSITE[direction]),

@@ -22,13 +22,17 @@ class TransformerObjective:
       leading chunks clean (σ = 0) as the long-video sampler's context is;
     - with probability `image_fraction` latent frame 0 is given (σ = 0, no loss), as image-to-video and
       the long pipeline's image start give it.
+
+    Batches are (videos, captions), or with `encoded` (normalized latents, captions) as `normalize`
+    makes them (`train.latent_cache`).
     """
 
     def __init__(self, pipe, *, shift: float = 3.0, text_dropout: float = 0.1, chunked_fraction: float = 0.3,
                  image_fraction: float = 0.0, chunk_frames: int = 3, motion_scores=(10, 30),
                  max_sequence_length: int = 300,
-                 complex_human_instruction: list[str] | None = COMPLEX_HUMAN_INSTRUCTION):  # fmt: skip
-        self.pipe, self.shift, self.text_dropout = pipe, shift, text_dropout
+                 complex_human_instruction: list[str] | None = COMPLEX_HUMAN_INSTRUCTION,
+                 encoded: bool = False):  # fmt: skip
+        self.pipe, self.shift, self.text_dropout, self.encoded = pipe, shift, text_dropout, encoded
         self.chunked_fraction, self.image_fraction = chunked_fraction, image_fraction
         self.chunk_frames, self.motion_scores = chunk_frames, motion_scores
         self.max_sequence_length = max_sequence_length
@@ -37,9 +41,10 @@ class TransformerObjective:
     @torch.no_grad()
     def encode(self, videos: torch.Tensor, captions: list[str], generator: torch.Generator):
         pipe, device = self.pipe, self.pipe.transformer.device
-        latents = pipe.vae.encode(videos.to(device, pipe.vae.dtype)).latent_dist.mode()
-        mean, inv_std = pipe._latent_stats(device, latents.dtype)
-        latents = ((latents - mean) * inv_std).float()
+        if self.encoded:
+            latents = videos.to(device).float()
+        else:
+            latents = self.normalize(pipe.vae.encode(videos.to(device, pipe.vae.dtype)).latent_dist.mode())
         dropped = torch.rand(len(captions), generator=generator) < self.text_dropout
         scores = torch.randint(len(self.motion_scores), (len(captions),), generator=generator)
         texts = [motion_prompt(c, self.motion_scores[s]) for c, s in zip(captions, scores.tolist())]
@@ -52,6 +57,11 @@ class TransformerObjective:
             embeds, mask = embeds.clone(), mask.clone()
             embeds[dropped.to(device)], mask[dropped.to(device)] = empty.to(embeds.dtype), empty_mask
         return latents, embeds, mask
+
+    def normalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """VAE posterior means -> the latents the transformer sees (the pipelines' normalization)."""
+        mean, inv_std = self.pipe._latent_stats(latents.device, latents.dtype)
+        return ((latents - mean) * inv_std).float()
 
     def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
         videos, captions = batch
