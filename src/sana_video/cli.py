@@ -736,14 +736,14 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--size", type=_positive_int, default=96, help="height and width (default: 96)")
     small.add_argument("--vae-steps", type=_positive_int, default=1500)
     small.add_argument("--vae-batch-size", type=_positive_int, default=8)
-    small.add_argument("--steps", type=_positive_int, default=3000, help="transformer steps (default: 3000)")
-    small.add_argument("--batch-size", type=_positive_int, default=64)
+    small.add_argument("--steps", type=_positive_int, default=3600, help="transformer steps (default: 3600)")
+    small.add_argument("--batch-size", type=_positive_int, default=128)
     small.add_argument("--lr", type=_positive_float, default=1e-3)
     small.add_argument("--stop-after", type=_positive_int, metavar="STEP",
                        help="end the transformer at this step of its schedule (run again without it to go on)")  # fmt: skip
-    small.add_argument("--cache-clips", type=_non_negative_int, default=12_000, metavar="N",
+    small.add_argument("--cache-clips", type=_non_negative_int, default=20_000, metavar="N",
                        help="render and encode N clips once and train on them (0: new clips every batch; "
-                       "default: 12000)")  # fmt: skip
+                       "default: 20000)")  # fmt: skip
     small.add_argument("--workers", type=int, default=8, help="data loader processes (default: 8)")
     small.add_argument("--seed", type=int, default=0)
     small.add_argument("--device", help="(default: the best available)")

@@ -46,7 +46,9 @@ def test_backgrounds_and_sizes_can_be_narrowed():
     )
     specs = [data.spec(i) for i in range(40)]
     assert {s.background for s in specs} == {"plain", "striped"}
-    assert all(0.15 <= o.size <= 0.2 for s in specs for o in s.objects)
+    # In range, except quick objects along an axis, made smaller to keep their path inside the frame.
+    assert all(0.15 <= o.size <= 0.2 or (o.speed == "quickly" and o.size < 0.15 and " " not in o.direction)
+               for s in specs for o in s.objects)  # fmt: skip
     with pytest.raises(ValueError, match="backgrounds"):
         ShapesDataset(backgrounds=("wavy",))
 
@@ -76,3 +78,21 @@ def test_objects_are_drawn_as_on_every_pixel_of_every_frame():
                 expected[f] += alpha[..., None] * (np.asarray(COLOURS[obj.colour]) - expected[f])
         expected = torch.from_numpy(expected).permute(3, 0, 1, 2).float() * 2 - 1
         torch.testing.assert_close(clip, expected, atol=1e-4, rtol=0)  # float32 vs float64
+
+
+@pytest.mark.parametrize("sizes", [(0.09, 0.14), (0.12, 0.18), (0.2, 0.25)])
+def test_every_object_stays_inside_the_frame(sizes):
+    """Over the whole clip each object's extent (its radius) stays inside [0, 1]² — also large objects
+    moving quickly along an axis (those used to start at the centre and leave the frame)."""
+    import math
+
+    from sana_video.train.data import DIRECTIONS, SPEEDS
+
+    data = ShapesDataset(length=300, frames=5, sizes=sizes)
+    for i in range(300):
+        for obj in data.spec(i).objects:
+            dx, dy = DIRECTIONS[obj.direction]
+            travel = SPEEDS[obj.speed] / math.hypot(dx, dy)
+            for x0, d in ((obj.start[0], dx), (obj.start[1], dy)):
+                for x in (x0, x0 + d * travel):
+                    assert obj.size <= x <= 1 - obj.size, (i, obj)

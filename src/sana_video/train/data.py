@@ -75,15 +75,16 @@ def sample_spec(rng: np.random.Generator, *, max_objects: int = 3, allow_held_ou
 
 
 def _place(rng, colour, shape, direction, speed, sizes) -> ObjectSpec:
-    """A start point from which the whole path stays inside the frame."""
-    size = float(rng.uniform(*sizes))
+    """A size and start point with which the whole path stays inside the frame (a large object moving
+    quickly along an axis is made smaller: its path would not fit)."""
     dx, dy = DIRECTIONS[direction]
-    travel = SPEEDS[speed] / math.hypot(dx, dy)
+    travel = SPEEDS[speed] / math.hypot(dx, dy)  # along each axis that moves
+    size = min(float(rng.uniform(*sizes)), (1 - travel) / 2 - 0.02 - 1e-6)
     margin = size + 0.02
     starts = []
     for d in (dx, dy):
         lo, hi = margin - min(0, d) * travel, 1 - margin - max(0, d) * travel
-        starts.append(float(rng.uniform(lo, hi)) if hi > lo else 0.5)
+        starts.append(float(rng.uniform(lo, hi)))
     return ObjectSpec(colour, shape, direction, speed, (starts[0], starts[1]), size)
 
 

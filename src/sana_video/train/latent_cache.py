@@ -56,11 +56,18 @@ def encode_clips(vae, dataset, count: int, *, batch_size: int = 32, num_workers:
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     parts, captions = [], []
-    for videos, texts in tqdm(loader, desc="encode clips", unit="batch", disable=not progress):
-        with autocast if autocast is not None else contextlib.nullcontext():
-            z = vae.encode(videos.to(device, vae.dtype)).latent_dist.mode().float()
-        parts.append((normalize(z) if normalize else z).to(dtype))
-        captions.extend(texts)
+    benchmark, torch.backends.cudnn.benchmark = (
+        torch.backends.cudnn.benchmark,
+        True,
+    )  # a few conv shapes, often
+    try:
+        for videos, texts in tqdm(loader, desc="encode clips", unit="batch", disable=not progress):
+            with autocast if autocast is not None else contextlib.nullcontext():
+                z = vae.encode(videos.to(device, vae.dtype)).latent_dist.mode().float()
+            parts.append((normalize(z) if normalize else z).to(dtype))
+            captions.extend(texts)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
     return LatentClips(torch.cat(parts), captions)
 
 

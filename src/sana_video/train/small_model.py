@@ -63,15 +63,15 @@ class SmallModelRecipe:
     gradient_checkpointing: bool = False  # a 4 M-parameter model on 1296 tokens a clip fits without it
     # Clips rendered and encoded once, then drawn from (0: render and encode every batch). On an H200
     # rendering and encoding every batch held the transformer to ~3.5 steps/s.
-    cache_clips: int = 12_000
+    cache_clips: int = 20_000
     seed: int = 0
 
     def __post_init__(self):
         # Measured on an H200 (docs/TRAINING.md): this VAE reaches 23 dB in 1500 steps (about 5 minutes);
-        # the transformer's step is launch-bound (5.4 plain steps/s at batch 64, 6.1 at 32), so batch 64.
+        # the transformer's step is launch-bound (5.4 plain steps/s at batch 64, 6.1 at 32), so a large batch.
         self.vae = self.vae or TrainConfig(steps=1500, batch_size=8, lr=3e-4, warmup=100, ema_decay=None,
                                            checkpoint_every=100)  # fmt: skip
-        self.transformer = self.transformer or TrainConfig(steps=3000, batch_size=64, lr=1e-3, warmup=200,
+        self.transformer = self.transformer or TrainConfig(steps=3600, batch_size=128, lr=1e-3, warmup=200,
                                                            checkpoint_every=100)  # fmt: skip
 
 
@@ -114,7 +114,8 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     if recipe.cache_clips:
         key = {"count": recipe.cache_clips, "data": repr(data.__dict__), "vae": vae_history[-10:]}
         data = cached_clips(work / "latents.pt", key, device=device, build=lambda: encode_clips(
-            vae, data, recipe.cache_clips, num_workers=recipe.transformer.num_workers, normalize=objective.normalize,
+            vae, data, recipe.cache_clips, batch_size=64, num_workers=recipe.transformer.num_workers,
+            normalize=objective.normalize,
             progress=recipe.transformer.progress))  # fmt: skip
         collate = LatentClips.collate
         config = replace(recipe.transformer, num_workers=0)  # the clips are on the device already
