@@ -150,3 +150,35 @@ def test_resume_without_a_checkpoint_is_refused(t2v_dir, capsys, tmp_path):
         ["long", "x", "--frames", "25", "--model", str(t2v_dir), "--out", str(tmp_path / "v.mp4"), "--resume"]
     )
     assert code == 1 and "nothing to resume: no checkpoint" in capsys.readouterr().err
+
+
+def test_the_model_folder_sets_chunking_and_sampler(t2v_dir, tmp_path):
+    """sana_video.json's chunk_frames and sampler (the small model's: it is not distilled for few-step)
+    are the defaults; the command line still overrides them."""
+    import shutil
+
+    from sana_video.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(t2v_dir, model)
+    (model / "sana_video.json").write_text(json.dumps({"chunk_frames": 2, "sampler": "euler", "steps": 2}))
+    common = [
+        "--model",
+        str(model),
+        "--frames",
+        "25",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--seed",
+        "1",
+        "--quiet",
+    ]
+    assert main(["long", "a red circle", *common, "--out", str(tmp_path / "a.mp4")]) == 0
+    record = json.loads((tmp_path / "a.json").read_text())
+    assert (record["chunk_frames"], record["sampler"], record["steps"]) == (2, "euler", 2)
+    assert main(["long", "a red circle", *common, "--sampler", "few-step", "--chunk-frames", "3",
+                 "--out", str(tmp_path / "b.mp4")]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert (record["chunk_frames"], record["sampler"], record["steps"]) == (3, "few-step", 4)

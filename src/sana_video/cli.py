@@ -160,6 +160,8 @@ def _resolve_defaults(args) -> None:
     }
     if args.command == "generate":
         builtin["frames"] = 81
+    if args.command == "long":  # the distilled LongSANA's: 10-latent-frame chunks, its four-step schedule
+        builtin |= {"chunk_frames": 10, "sampler": "few-step"}
     for name, value in builtin.items():
         if getattr(args, name, None) is None:
             setattr(args, name, model.get(name, value))
@@ -719,10 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument(
         "--duration", type=_positive_float, help="seconds of video (rounded up to 4k+1 frames)"
     )
-    long.add_argument("--chunk-frames", type=_positive_int, default=10,
-                      help="latent frames per chunk (default: 10 = 40 video frames)")  # fmt: skip
-    long.add_argument("--sampler", choices=["few-step", "euler"], default="few-step",
-                      help="few-step: the distilled LongSANA schedule (default); euler: --steps per chunk")  # fmt: skip
+    long.add_argument("--chunk-frames", type=_positive_int,
+                      help="latent frames per chunk (default: the model's, else 10 = 40 video frames)")  # fmt: skip
+    long.add_argument("--sampler", choices=["few-step", "euler"],
+                      help="few-step: the distilled LongSANA schedule; euler: --steps per chunk (default: the "
+                      "model's, else few-step)")  # fmt: skip
     long.add_argument("--out", help="output file (default: outputs/<prompt>-<seed>.mp4)")
     long.add_argument("--resume", action="store_true", help="continue the interrupted run of --out")
     _add_model_options(long, guidance=1.0, motion_score=10, steps=50)

@@ -162,6 +162,16 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
 
 def defaults(recipe: SmallModelRecipe) -> dict:
     """Generation defaults that suit this model, read by the command line (its trained size and length)."""
-    return {"height": recipe.size, "width": recipe.size, "frames": recipe.frames, "negative_prompt": "",
-            "motion_score": 30, "steps": 30, "guidance": 4.0, "chunk_frames": recipe.chunk_frames,
-            "shift": recipe.shift, "complex_human_instruction": recipe.complex_human_instruction}  # fmt: skip
+    return {
+        "height": recipe.size,
+        "width": recipe.size,
+        "frames": recipe.frames,
+        "negative_prompt": "",
+        "motion_score": 30,
+        "steps": 30,
+        "guidance": 4.0,
+        "chunk_frames": recipe.chunk_frames,
+        "shift": recipe.shift,
+        "complex_human_instruction": recipe.complex_human_instruction,
+        "sampler": "euler",
+    }  # fmt: skip (long videos: it is not distilled for the few-step sampler)
