@@ -99,9 +99,8 @@ def render(spec: ClipSpec, frames: int, height: int, width: int, seed: int = 0,
     ys, xs = ys.astype(np.float32), xs.astype(np.float32)
     background = _background(spec.background, spec.background_shade, xs, ys, rng)
     video = np.repeat(background[None].astype(np.float32), frames, axis=0)  # [F, H, W, 3]
-    progress = np.arange(frames, dtype=np.float32)[:, None, None] / max(
-        frames - 1, 1
-    )  # [F, 1, 1]: all frames at once
+    # [F, 1, 1]: every frame's share of the path, all frames at once
+    progress = np.arange(frames, dtype=np.float32)[:, None, None] / max(frames - 1, 1)
     for obj in spec.objects:
         dx, dy = DIRECTIONS[obj.direction]
         step = SPEEDS[obj.speed] / math.hypot(dx, dy)

@@ -56,10 +56,8 @@ def encode_clips(vae, dataset, count: int, *, batch_size: int = 32, num_workers:
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
     parts, captions = [], []
-    benchmark, torch.backends.cudnn.benchmark = (
-        torch.backends.cudnn.benchmark,
-        True,
-    )  # a few conv shapes, often
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # the same few conv shapes, many times
     try:
         for videos, texts in tqdm(loader, desc="encode clips", unit="batch", disable=not progress):
             with autocast if autocast is not None else contextlib.nullcontext():

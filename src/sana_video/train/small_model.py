@@ -110,18 +110,19 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
                                      encoded=bool(recipe.cache_clips))  # fmt: skip
     if recipe.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
-    collate = None
-    if recipe.cache_clips:
+    dataset, config, collate = data, recipe.transformer, None
+    if recipe.cache_clips:  # train on the clips' latents, encoded once
         key = {"count": recipe.cache_clips, "data": repr(data.__dict__), "vae": vae_history[-10:]}
-        data = cached_clips(work / "latents.pt", key, device=device, build=lambda: encode_clips(
-            vae, data, recipe.cache_clips, batch_size=64, num_workers=recipe.transformer.num_workers,
-            normalize=objective.normalize,
-            progress=recipe.transformer.progress))  # fmt: skip
+
+        def encode():
+            settings = recipe.transformer
+            return encode_clips(vae, data, recipe.cache_clips, batch_size=64, num_workers=settings.num_workers,
+                                normalize=objective.normalize, progress=settings.progress)  # fmt: skip
+
+        dataset = cached_clips(work / "latents.pt", key, encode, device=device)
         collate = LatentClips.collate
-        config = replace(recipe.transformer, num_workers=0)  # the clips are on the device already
-    else:
-        config = recipe.transformer
-    result = train(transformer, objective, data, config, work / "transformer", collate_fn=collate)
+        config = replace(config, num_workers=0)  # the latents are on the device already
+    result = train(transformer, objective, dataset, config, work / "transformer", collate_fn=collate)
     if result.ema is not None:
         apply_ema(transformer, result.ema)
     transformer.disable_gradient_checkpointing()
@@ -173,5 +174,5 @@ def defaults(recipe: SmallModelRecipe) -> dict:
         "chunk_frames": recipe.chunk_frames,
         "shift": recipe.shift,
         "complex_human_instruction": recipe.complex_human_instruction,
-        "sampler": "euler",
-    }  # fmt: skip (long videos: it is not distilled for the few-step sampler)
+        "sampler": "euler",  # long videos: the model is not distilled for the few-step sampler
+    }
