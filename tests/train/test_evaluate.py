@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sana_video.train.data import BACKGROUNDS, DIRECTIONS, ClipSpec, ObjectSpec, render
-from sana_video.train.evaluate import OPPOSITE, colour_error, meaning_scores, moves, prompt_for, psnr
+from sana_video.train.data import BACKGROUNDS, COLOURS, DIRECTIONS, ClipSpec, ObjectSpec, render
+from sana_video.train.evaluate import (
+    OPPOSITE,
+    colour_error,
+    meaning_scores,
+    moves,
+    prompt_for,
+    psnr,
+    reconstruction_colour_errors,
+)
 
 
 def _clip(colour, shape, direction, background="plain", speed="slowly") -> np.ndarray:
@@ -55,3 +63,19 @@ def test_meaning_scores_follow_the_generated_motion():
     good, bad = meaning_scores(faithful, cases, [0, 1]), meaning_scores(contrary, cases, [0])
     assert all(r["moves"] and not r["moves_opposite"] for r in good)
     assert all(r["moves_opposite"] and not r["moves"] for r in bad)
+
+
+def test_reconstruction_colour_errors_find_a_lost_colour_channel():
+    """An exact autoencoder keeps every colour; one that replaces green by the mean of red and blue moves
+    each colour by |G - (R + B) / 2| exactly (green (0.1, 0.8, 0.2): 0.65)."""
+    exact = reconstruction_colour_errors(lambda clip: clip, size=48, frames=3)
+    assert set(exact) == set(COLOURS) and max(exact.values()) < 1e-6
+
+    def green_lost(clip):
+        out = clip.clone()
+        out[1] = (clip[0] + clip[2]) / 2
+        return out
+
+    errors = reconstruction_colour_errors(green_lost, size=48, frames=3)
+    for name, (r, g, b) in COLOURS.items():
+        assert errors[name] == pytest.approx(abs(g - (r + b) / 2), abs=1e-5)

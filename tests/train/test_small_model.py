@@ -9,6 +9,7 @@ from diffusers import SanaVideoPipeline as DiffusersT2V
 
 from sana_video import SanaVideoPipeline
 from sana_video.cli import main
+from sana_video.train.data import COLOURS
 
 
 def test_train_small_writes_a_loadable_pipeline(tmp_path):
@@ -27,6 +28,8 @@ def test_train_small_writes_a_loadable_pipeline(tmp_path):
     assert json.loads((out / "sana_video.json").read_text())["frames"] == 9
     stats = json.loads((out / "vae" / "config.json").read_text())
     assert stats["latents_std"] != [1.0] * 8  # measured, not the defaults
+    colours = json.loads((out / "vae_colours.json").read_text())  # how well the VAE keeps each colour
+    assert set(colours) == set(COLOURS) and all(0 <= e < 2 for e in colours.values())
     kwargs = dict(prompt="a red circle moving right", num_inference_steps=2, height=32, width=32, frames=9,
                   output_type="pt", use_resolution_binning=False)  # fmt: skip
     ours = SanaVideoPipeline.from_pretrained(out)(**kwargs, generator=torch.Generator().manual_seed(0)).frames

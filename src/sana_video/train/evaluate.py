@@ -6,6 +6,8 @@ whose motion is known.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from sana_video.train.data import COLOURS, DIRECTIONS
@@ -88,3 +90,26 @@ def meaning_scores(generate, cases, seeds, speed: str = "slowly") -> list[dict]:
                          "moves_opposite": moves(frames, colour, OPPOSITE[direction]),
                          "displacement": displacement(frames, colour), "colour_error": colour_error(frames, colour)})  # fmt: skip
     return rows
+
+
+def reconstruction_colour_errors(reconstruct, size: int = 96, frames: int = 9) -> dict[str, float]:
+    """How well an autoencoder keeps each training colour: `reconstruct(clip)` maps a clip [3, F, H, W] in
+    [-1, 1] to its reconstruction. For every colour, a large circle crossing a plain grey frame is
+    reconstructed; the result is the RGB distance (colours in [0, 1]) between the named colour and the mean
+    reconstructed colour over the circle's interior (its soft edge left out)."""
+    import torch
+
+    from sana_video.train.data import ClipSpec, ObjectSpec, render
+
+    errors = {}
+    for colour in COLOURS:
+        spec = ClipSpec((ObjectSpec(colour, "circle", "right", "slowly", (0.3, 0.5), 0.18),), "plain", 0.3)
+        core = ClipSpec((replace(spec.objects[0], size=0.12),), "plain", 0.3)  # the interior, inside the edge
+        clip = render(spec, frames, size, size)
+        inside = (render(core, frames, size, size) - clip).abs().amax(0) < 1e-4
+        inside &= (clip - (2 * torch.tensor(COLOURS[colour]) - 1)[:, None, None, None]).abs().amax(0) < 1e-4
+        with torch.no_grad():
+            out = reconstruct(clip).float()
+        mean = ((out.clamp(-1, 1) + 1) / 2)[:, inside].mean(dim=1).cpu().numpy()
+        errors[colour] = float(np.linalg.norm(mean - np.asarray(COLOURS[colour])))
+    return errors

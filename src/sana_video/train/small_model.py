@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from sana_video.train.components import (
     vocabulary,
 )
 from sana_video.train.data import ShapesDataset
+from sana_video.train.evaluate import reconstruction_colour_errors
 from sana_video.train.latent_cache import LatentClips, cached_clips, encode_clips
 from sana_video.train.loop import TrainConfig, apply_ema, train
 from sana_video.train.objectives import TransformerObjective, VAEObjective, latent_statistics
@@ -133,6 +135,7 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     (output / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2, default=str) + "\n")
     history = {"vae": vae_history, "transformer": result.history}
     (output / "losses.json").write_text(json.dumps(history) + "\n")  # every step's loss, for the curves
+    shutil.copy(work / "vae_model" / "colours.json", output / "vae_colours.json")
     return output
 
 
@@ -157,6 +160,13 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
     mean, std = latent_statistics(vae, clips, count=256)
     vae.register_to_config(latents_mean=mean, latents_std=std)
     vae.save_pretrained(output)
+    # Build 4's VAE lost green (0.55 from its colour, a green object decoded as background) and nothing
+    # said so until the transformer had been trained on it: every build now records this.
+    colours = reconstruction_colour_errors(
+        lambda clip: vae.decode(vae.encode(clip[None].to(device)).latent_dist.mode()).sample[0],
+        size=recipe.size, frames=recipe.vae_frames)  # fmt: skip
+    (output / "colours.json").write_text(json.dumps(colours, indent=2) + "\n")
+    print("VAE colour error (RGB distance, by colour):", {k: round(v, 3) for k, v in colours.items()})
     (output / "losses.json").write_text(json.dumps(history) + "\n")  # last: marks it finished
     return vae, history
 
