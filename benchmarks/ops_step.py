@@ -1,0 +1,120 @@
+"""Each fused op against its plain PyTorch path, at the 2B model's 480p shapes, on one GPU.
+
+    python benchmarks/ops_step.py                    # CUDA, bf16, 480×832×81 (21×30×52 tokens), CFG batch 2
+    python benchmarks/ops_step.py --grid 3 4 6       # smoke (still CUDA)
+
+For every op and backend: the median time of --repeats calls after warm-up, the bytes it must move at
+least (inputs + output) over that time as GB/s, and the relative error against the fp32 reference
+(`naive`; `eager` for linear attention). One forward step of the 2B model calls each op 20 times (once per layer; the norms 2-3 times),
+so the "per step" column is 20× the op's time. Backends: the default (what the model runs today), the
+same compiled by torch.compile, and the Triton kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+
+from sana_video.ops import dispatch, use_backend
+from sana_video.ops.linear_attention import linear_attention
+from sana_video.ops.mixffn_conv import silu_dwconv_glu
+from sana_video.ops.norms import glu_gate, layer_norm_modulate, rms_norm
+
+
+def timed(fn, warmup: int, repeats: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def rel_err(a, b) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def cases(batch, grid, heads, head_dim, hidden, dtype):
+    """(op, call(**inputs), inputs, bytes moved at least) at these shapes."""
+    gen = torch.Generator("cuda").manual_seed(0)
+    tokens, width = math.prod(grid), heads * head_dim
+
+    def randn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=gen, device="cuda") * scale).to(dtype)
+
+    size = torch.finfo(dtype).bits // 8
+    angles = torch.rand(tokens, head_dim // 2, generator=gen, device="cuda") * 2 * math.pi
+    rope = (angles.cos(), angles.sin())
+    q, k, v = (randn(batch, tokens, heads, head_dim) for _ in range(3))
+    x, shift, scale = (
+        randn(batch, tokens, width),
+        randn(batch, 1, width, scale=0.1),
+        randn(batch, 1, width, scale=0.1),
+    )
+    z = randn(batch, tokens, 2 * hidden)
+    conv_w, conv_b = randn(2 * hidden, 1, 3, 3, scale=0.3), randn(2 * hidden, scale=0.1)
+    norm_w = 1 + randn(width, scale=0.1)
+    return [
+        ("linear_attention", lambda: linear_attention(q, k, v, rope)[0], 4 * q.numel() * size),
+        ("layer_norm_modulate", lambda: layer_norm_modulate(x, shift, scale), 2 * x.numel() * size),
+        ("rms_norm", lambda: rms_norm(x, norm_w), 2 * x.numel() * size),
+        ("glu_gate", lambda: glu_gate(z), 1.5 * z.numel() * size),
+        ("silu_dwconv_glu", lambda: silu_dwconv_glu(z, conv_w, conv_b, grid), 1.5 * z.numel() * size),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--grid", type=int, nargs=3, default=(21, 30, 52), metavar=("F", "H", "W"))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=20)
+    parser.add_argument("--head-dim", type=int, default=112)
+    parser.add_argument("--hidden", type=int, default=5600, help="Mix-FFN hidden width (2240 × 2.5)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--no-compile", action="store_true")
+    args = parser.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = True
+    print(torch.cuda.get_device_name(), "| torch", torch.__version__)
+    rows = []
+    with torch.no_grad():
+        for op, call, moved in cases(args.batch, tuple(args.grid), args.heads, args.head_dim, args.hidden,
+                                     torch.bfloat16):  # fmt: skip
+            # The fp32 reference; for linear attention the associative fp32 path (`eager`, tested
+            # against the quadratic `naive`, which would need [B, H, N, N] here).
+            with use_backend(op, "eager" if op == "linear_attention" else "naive"):
+                reference = call()
+            default = next(name for name in dispatch.backends(op) if name in ("eager", "naive"))
+            runs = [(default, default, False), ("triton", "triton", False)]
+            if not args.no_compile:
+                runs.insert(1, (f"{default}+compile", default, True))
+            for label, backend, compiled in runs:
+                try:
+                    with use_backend(op, backend):
+                        fn = torch.compile(call, dynamic=False) if compiled else call
+                        out = fn()
+                        seconds = timed(fn, args.warmup, args.repeats)
+                    rows.append((op, label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference)))
+                except Exception as error:  # a failing backend is a result to report
+                    rows.append((op, label, float("nan"), float("nan"), float("nan")))
+                    print(f"{op} {label}: {type(error).__name__}: {str(error)[:300]}")
+                torch._dynamo.reset()
+    print(
+        f"\nbatch {args.batch}, grid {tuple(args.grid)}, heads {args.heads}×{args.head_dim}, hidden {args.hidden}, bf16"
+    )
+    print(f"{'op':<20} {'backend':<16} {'ms':>8} {'per step':>9} {'GB/s':>7} {'rel err':>9}")
+    for op, label, ms, rate, err in rows:
+        print(f"{op:<20} {label:<16} {ms:8.3f} {20 * ms:8.1f}ms {rate:7.0f} {err:9.2e}")
+
+
+if __name__ == "__main__":
+    main()
