@@ -96,3 +96,25 @@ def test_every_object_stays_inside_the_frame(sizes):
             for x0, d in ((obj.start[0], dx), (obj.start[1], dy)):
                 for x in (x0, x0 + d * travel):
                     assert obj.size <= x <= 1 - obj.size, (i, obj)
+
+
+def test_short_captions_leave_out_speed_and_background_independently():
+    full = ShapesDataset(length=200, frames=1, height=16, width=16, seed=3, max_objects=1)
+    short = ShapesDataset(
+        length=200, frames=1, height=16, width=16, seed=3, max_objects=1, short_captions=0.5
+    )
+    seen = set()
+    for i in range(200):
+        spec, caption = full.spec(i), short[i][1]
+        assert full[i][1] == spec.caption()
+        o = spec.objects[0]
+        forms = {(s, b): f"a {o.colour} {o.shape} moving {o.direction}" + (f" {o.speed}" if s else "")
+                 + (f" on a {spec.background} background" if b else "") for s in (True, False) for b in (True, False)}  # fmt: skip
+        kept = [form for form, text in forms.items() if text == caption]
+        assert len(kept) == 1, caption
+        seen.add(kept[0])
+    assert seen == {(True, True), (True, False), (False, True), (False, False)}
+    everything_dropped = ShapesDataset(length=5, frames=1, height=16, width=16, seed=3, short_captions=1.0)
+    assert all("background" not in everything_dropped[i][1] for i in range(5))
+    with pytest.raises(ValueError, match="probability"):
+        ShapesDataset(short_captions=1.5)

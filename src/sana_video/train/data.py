@@ -45,8 +45,8 @@ class ObjectSpec:
     start: tuple[float, float]  # centre at the first frame, in [0, 1]²
     size: float  # radius, as a fraction of the frame
 
-    def phrase(self) -> str:
-        return f"a {self.colour} {self.shape} moving {self.direction} {self.speed}"
+    def phrase(self, speed: bool = True) -> str:
+        return f"a {self.colour} {self.shape} moving {self.direction}" + (f" {self.speed}" if speed else "")
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,11 @@ class ClipSpec:
     background: str
     background_shade: float
 
-    def caption(self) -> str:
-        things = " and ".join(o.phrase() for o in self.objects)
-        return f"{things} on a {self.background} background"
+    def caption(self, speed: bool = True, background: bool = True) -> str:
+        """The full caption; without `speed` or `background` as people write prompts ("a red circle
+        moving right")."""
+        things = " and ".join(o.phrase(speed) for o in self.objects)
+        return f"{things} on a {self.background} background" if background else things
 
 
 def sample_spec(rng: np.random.Generator, *, max_objects: int = 3, allow_held_out: bool = False,
@@ -155,11 +157,16 @@ class ShapesDataset(torch.utils.data.Dataset):
     """Clip `i` of a dataset with seed `s` is always the same: (video [3, F, H, W] in [-1, 1], caption).
 
     With `crop`, each clip is a random `crop`×`crop` window of the full frame (cheap training inputs for
-    the fully convolutional VAE)."""
+    the fully convolutional VAE). With `short_captions` = p, a clip's caption leaves out the speed with
+    probability p and, independently, the background (models then also follow prompts written without them).
+    """
 
     def __init__(self, length: int = 100_000, frames: int = 33, height: int = 96, width: int = 96, seed: int = 0,
                  max_objects: int = 3, allow_held_out: bool = False, crop: int | None = None,
-                 backgrounds: tuple[str, ...] = BACKGROUNDS, sizes: tuple[float, float] = (0.09, 0.14)):  # fmt: skip
+                 backgrounds: tuple[str, ...] = BACKGROUNDS, sizes: tuple[float, float] = (0.09, 0.14),
+                 short_captions: float = 0.0):  # fmt: skip
+        if not 0 <= short_captions <= 1:
+            raise ValueError(f"short_captions is a probability; got {short_captions}")
         if crop is not None and not 0 < crop <= min(height, width):
             raise ValueError(f"crop must be in 1..{min(height, width)}, got {crop}")
         self.length, self.frames, self.height, self.width = length, frames, height, width
@@ -167,7 +174,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         unknown = set(backgrounds) - set(BACKGROUNDS)
         if unknown or not backgrounds:
             raise ValueError(f"backgrounds must be some of {BACKGROUNDS}; got {backgrounds}")
-        self.backgrounds, self.sizes = tuple(backgrounds), sizes
+        self.backgrounds, self.sizes, self.short_captions = tuple(backgrounds), sizes, short_captions
 
     def __len__(self) -> int:
         return self.length
@@ -186,4 +193,7 @@ class ShapesDataset(torch.utils.data.Dataset):
         video = render(
             spec, self.frames, self.height, self.width, seed=self.seed * 1_000_003 + index, window=window
         )
-        return video, spec.caption()
+        keep_speed, keep_background = (
+            np.random.default_rng([self.seed, index, 2]).random(2) >= self.short_captions
+        )
+        return video, spec.caption(speed=bool(keep_speed), background=bool(keep_background))
