@@ -2,7 +2,8 @@
 # One ≤10-minute slice of `sana-video train small` on the lent GPU (device tool). Repeat until it prints
 # "FINISHED"; each slice resumes from outputs/shapes/.work. What a slice leaves is also copied to $OUT
 # (the finished VAE, the transformer checkpoint in 15 MB parts) so a lost machine can be restarted from
-# them: put them in .carry/ here and carry it.
+# them: put them in .carry/ here and carry it. SWEEP=1 first trains VAE variants side by side
+# (scripts/vae_sweep.py) and keeps one that holds every colour.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/diffusers-*.whl .whl/importlib_metadata-*.whl || exit 1
@@ -18,6 +19,8 @@ start=$SECONDS
 if [ -n "${SWEEP:-}" ] && [ ! -f $out/.work/vae_model/losses.json ]; then
     VAE_BUDGET=${VAE_BUDGET:-380} timeout 560 python3 scripts/vae_sweep.py $out 2>&1 | grep -v Warning | tail -16
     cp $out/.work/vae_choice.json "$OUT/" 2>/dev/null
+    # no variant kept every colour: a transformer trained on it would not draw that colour (builds 3-4)
+    [ -f $out/.work/vae_model/losses.json ] || { echo "no VAE chosen; stopping"; exit 3; }
 fi
 SLICE=$(( ${SLICE:-540} - (SECONDS - start) ))
 [ "$SLICE" -gt 60 ] && timeout -s INT "$SLICE" python3 -m sana_video train small --out $out --workers 14 2>&1 | tr '\r' '\n' \

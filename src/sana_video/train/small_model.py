@@ -29,6 +29,9 @@ from sana_video.train.loop import TrainConfig, apply_ema, train
 from sana_video.train.objectives import TransformerObjective, VAEObjective, latent_statistics
 
 logger = logging.getLogger(__name__)
+# Largest RGB distance between a colour and the VAE's reconstruction of it that still reads as that colour
+# (the meaning checks find an object by its colour within 0.25).
+MAX_COLOUR_ERROR = 0.15
 
 
 @dataclass
@@ -43,7 +46,11 @@ class SmallModelRecipe:
     # The transformer's spatial patch: 8×8 pixels a token (12×12 tokens a frame). With 4×4 patches (6×6
     # tokens) a 2 M-parameter model trained 4000 steps drew blotches that did not follow their prompt.
     patch: int = 2
-    latent_channels: int = 8
+    # 16 latent channels (as Wan2.1) and no per-pixel-noise backgrounds for the VAE: builds 3-4's VAE (8
+    # channels, all backgrounds, 1500 steps) lost green (docs/TRAINING.md). scripts/vae_sweep.py measures
+    # the alternatives side by side and keeps one that holds every colour.
+    latent_channels: int = 16
+    vae_backgrounds: tuple[str, ...] = ("plain", "striped", "checkered")
     vae_base_dim: int = 32
     text_hidden: int = 64
     vae: TrainConfig = None  # type: ignore[assignment]
@@ -154,9 +161,8 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
     torch.manual_seed(recipe.seed)
     vae = make_vae(recipe.latent_channels, recipe.vae_base_dim, spatial=recipe.vae_spatial).to(device)
     crop = recipe.vae_crop if recipe.vae_crop and recipe.vae_crop < recipe.size else None
-    data = ShapesDataset(
-        frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1, crop=crop
-    )
+    data = ShapesDataset(frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1,
+                         crop=crop, backgrounds=recipe.vae_backgrounds)  # fmt: skip
     history = train(vae, VAEObjective(vae), data, recipe.vae, output.parent / "vae").history
     vae.eval().requires_grad_(False)
     clips = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed)
@@ -169,7 +175,10 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
         lambda clip: vae.decode(vae.encode(clip[None].to(device)).latent_dist.mode()).sample[0],
         size=recipe.size, frames=recipe.vae_frames)  # fmt: skip
     (output / "colours.json").write_text(json.dumps(colours, indent=2) + "\n")
-    print("VAE colour error (RGB distance, by colour):", {k: round(v, 3) for k, v in colours.items()})
+    worst = max(colours, key=colours.get)
+    if colours[worst] > MAX_COLOUR_ERROR:
+        logger.warning("the VAE loses %s: its reconstruction is %.2f away in RGB (more than %.2f); a model "
+                       "trained on it will not draw that colour", worst, colours[worst], MAX_COLOUR_ERROR)  # fmt: skip
     (output / "losses.json").write_text(json.dumps(history) + "\n")  # last: marks it finished
     return vae, history
 
