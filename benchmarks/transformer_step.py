@@ -5,12 +5,15 @@
 
 Reports, per case: median step time over --repeats timed runs after warm-up, peak memory, the relative
 error of our output against diffusers' (and against diffusers in fp32 with --fp32-check), and, for the
-long-video chunk, the size of the state. Prints a table at the end.
+long-video chunk, the size of the state. --modes adds ours with the Triton kernels (`fused`), compiled,
+both, and diffusers compiled. Prints a table at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import statistics
 import time
 
@@ -18,6 +21,7 @@ import torch
 
 from sana_video import SanaVideoTransformer3DModel
 from sana_video.model.presets import preset
+from sana_video.ops import use_backend
 
 
 def _sync(device):
@@ -42,6 +46,18 @@ def timed(fn, device, warmup: int, repeats: int) -> tuple[float, float]:
     return statistics.median(times), peak
 
 
+FUSED_OPS = ("linear_attention", "silu_dwconv_glu")  # the ops of the model with a Triton kernel
+
+
+@contextlib.contextmanager
+def fused_kernels(on: bool):
+    """Force the Triton kernel of every fused op of the model (a no-op when `on` is False)."""
+    with contextlib.ExitStack() as stack:
+        for op in FUSED_OPS if on else ():
+            stack.enter_context(use_backend(op, "triton"))
+        yield
+
+
 def rel_err(a, b) -> float:
     a, b = a.double(), b.double()
     return ((a - b).norm() / b.norm()).item()
@@ -60,6 +76,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fp32-check", action="store_true", help="also compare both bf16 models with fp32")
+    parser.add_argument("--modes", nargs="*", default=[], choices=["fused", "compiled", "compiled+fused",
+                        "diffusers-compiled"], help="besides eager: ours with the Triton kernels forced "
+                        "(ops.use_backend), under torch.compile, both; diffusers under torch.compile")  # fmt: skip
     args = parser.parse_args()
 
     from diffusers import SanaVideoTransformer3DModel as DiffusersSanaVideo
@@ -97,7 +116,7 @@ def main() -> None:
         our_out = ours(xb, tb, t, encoder_attention_mask=mask).sample
         err = rel_err(our_out, ref_out)
         errs32 = (rel_err(our_out, truth), rel_err(ref_out, truth)) if truth is not None else (None, None)
-        del ref_out, our_out, truth
+        del our_out, truth
 
         tokens = frames * height * width // (cfg["patch_size"][1] * cfg["patch_size"][2])
         case = f"{args.preset} {frames}x{height}x{width} ({tokens} tok) B={args.batch}"
@@ -109,6 +128,17 @@ def main() -> None:
             lambda: ours(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats
         )
         rows.append((case, "ours eager", sec, peak, f"{err:.2e}"))
+        for mode in args.modes:
+            model = reference if mode.startswith("diffusers") else ours
+            step = torch.compile(model) if "compiled" in mode else model
+            with fused_kernels("fused" in mode):  # the backends are chosen while tracing, so inside
+                out = step(xb, tb, t, encoder_attention_mask=mask).sample
+                sec, peak = timed(functools.partial(step, xb, tb, t, encoder_attention_mask=mask), device,
+                                  args.warmup, args.repeats)  # fmt: skip
+            rows.append((case, mode if mode.startswith("diffusers") else f"ours {mode}", sec, peak,
+                         f"{rel_err(out, ref_out):.2e}"))  # fmt: skip
+            del out
+            torch._dynamo.reset()
 
         # Long-video chunk: batch 1, reading a state, producing the next one.
         chunk = min(args.chunk, frames)

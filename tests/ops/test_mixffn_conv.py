@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from sana_video.model.mixffn import MixFFN
 from sana_video.ops import dispatch, mixffn_conv, use_backend
-from sana_video.ops.mixffn_conv import naive, silu_dwconv_glu
+from sana_video.ops.mixffn_conv import eager, naive, silu_dwconv_glu
 from tests.conftest import rel_err
 
 triton_kernel = pytest.importorskip("sana_video.ops.mixffn_conv.triton_kernel", exc_type=ImportError)
@@ -55,13 +55,9 @@ def _mixffn(hidden: int, bias: bool, dtype: torch.dtype, seed: int = 0) -> MixFF
 
 
 def _model_gate(module: MixFFN, z: torch.Tensor, grid) -> torch.Tensor:
-    """The three lines of MixFFN.forward that the op replaces, on conv_inverted's output z."""
-    batch, tokens, _ = z.shape
-    frames, rows, cols = grid
-    y = F.silu(z)
-    y = module._depthwise(y, batch * frames, rows, cols).reshape(batch, tokens, -1)
-    u, gate = y.chunk(2, dim=-1)
-    return u * F.silu(gate)
+    """What MixFFN.forward runs between its 1×1 convs by default (`eager`: the model's PyTorch code)."""
+    assert dispatch.resolve("silu_dwconv_glu", z) is eager.silu_dwconv_glu
+    return eager.silu_dwconv_glu(z, module.conv_depth.weight, module.conv_depth.bias, grid)
 
 
 def _z(module: MixFFN, batch: int, grid, dtype=torch.float32, seed: int = 1) -> torch.Tensor:
@@ -195,12 +191,13 @@ def test_refuses_inputs_that_need_gradients():
 
 
 def test_backend_choice(monkeypatch):
-    """Opt-in for now (naive is chosen everywhere); where forced the kernel runs, and it is only
-    available for CUDA tensors that need no gradient (CPU tensors and training stay on naive)."""
+    """Opt-in for now (eager, the model's own code, is chosen everywhere); where forced the kernel runs,
+    and it is only available for CUDA tensors that need no gradient (CPU tensors and training stay on
+    eager)."""
     cpu, cuda = torch.zeros(2, 12, 16), torch.zeros(2, 12, 16, device="meta")
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
-    assert dispatch.resolve("silu_dwconv_glu", cpu) is naive.silu_dwconv_glu
-    assert dispatch.resolve("silu_dwconv_glu", cuda) is naive.silu_dwconv_glu  # opt-in
+    assert dispatch.resolve("silu_dwconv_glu", cpu) is eager.silu_dwconv_glu
+    assert dispatch.resolve("silu_dwconv_glu", cuda) is eager.silu_dwconv_glu  # opt-in
     with use_backend("silu_dwconv_glu", "triton"):
         assert dispatch.resolve("silu_dwconv_glu", cuda) is triton_kernel.silu_dwconv_glu
     assert mixffn_conv.triton_available(cuda) and not mixffn_conv.triton_available(cpu)
@@ -220,3 +217,17 @@ def test_strip_heuristic(monkeypatch):
     assert triton_kernel._strip_rows(32, 60, cuda) == 4
     assert triton_kernel._strip_rows(32, 3, cuda) == 3  # too few rows to split
     assert triton_kernel._strip_rows(32, 60, torch.device("cpu")) == 60
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@torch.no_grad()
+def test_mixffn_runs_the_kernel_when_it_is_chosen(dtype):
+    """The whole MixFFN (1×1 convs and temporal conv around the op) with the kernel forced, against the
+    module on its default path."""
+    module = _mixffn(24, True, dtype)
+    x = _randn(2, 105, DIM, seed=3, dtype=dtype)
+    expected, last = module(x, GRID, None, True)
+    with use_backend("silu_dwconv_glu", "triton"):
+        out, last_fused = module(x, GRID, None, True)
+    _check(out, expected, dtype)
+    _check(last_fused, last, dtype)

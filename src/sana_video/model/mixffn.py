@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sana_video.model.layers import PointwiseConv
+from sana_video.ops.mixffn_conv import silu_dwconv_glu
 
 
 class TemporalConv(nn.Module):
@@ -51,18 +52,11 @@ class MixFFN(nn.Module):
         """x [B, N, D] -> (out [B, N, D], this chunk's last spatial frame [B, P, D] if return_last)."""
         batch, tokens, dim = x.shape
         frames, rows, cols = grid
-        # 1. Per-frame gated conv
-        y = F.silu(self.conv_inverted(x))  # [B, N, 2h]
-        y = self._depthwise(y, batch * frames, rows, cols).reshape(batch, tokens, -1)
-        u, gate = y.chunk(2, dim=-1)
-        y = self.conv_point(u * F.silu(gate))  # [B, N, D]
+        # 1. Per-frame gated conv: SiLU, 3×3 depthwise conv, u·SiLU(g) (one op: ops.mixffn_conv)
+        gated = silu_dwconv_glu(self.conv_inverted(x), self.conv_depth.weight, self.conv_depth.bias, grid)
+        y = self.conv_point(gated)  # [B, N, D]
         # 2. Temporal mixing
         y = y.view(batch, frames, rows * cols, dim)  # [B, F, P, D]
         out = y + self.conv_temp(y, left)
         last = y[:, -1].clone() if return_last else None  # a copy, so the state does not pin y
         return out.view(batch, tokens, dim), last
-
-    def _depthwise(self, y: torch.Tensor, images: int, rows: int, cols: int) -> torch.Tensor:
-        # An NCHW view of channels-last memory: no copy in, and the conv keeps the layout on the way out.
-        y = y.reshape(images, rows, cols, -1).permute(0, 3, 1, 2)
-        return self.conv_depth(y).permute(0, 2, 3, 1).reshape(images, rows * cols, -1)
