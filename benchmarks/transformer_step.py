@@ -46,7 +46,12 @@ def timed(fn, device, warmup: int, repeats: int) -> tuple[float, float]:
     return statistics.median(times), peak
 
 
-FUSED_OPS = ("linear_attention", "silu_dwconv_glu")  # the ops of the model with a Triton kernel
+FUSED_OPS = (
+    "linear_attention",
+    "silu_dwconv_glu",
+    "layer_norm_modulate",
+    "rms_norm",
+)  # ops with a Triton kernel
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from sana_video.model.layers import RMSNorm, layer_norm, modulate
 from sana_video.ops import dispatch, norms, use_backend
-from sana_video.ops.norms import glu_gate, layer_norm_modulate, naive, rms_norm
+from sana_video.ops.norms import eager, glu_gate, layer_norm_modulate, naive, rms_norm
 from tests.conftest import rel_err
 
 triton_kernels = pytest.importorskip("sana_video.ops.norms.triton_kernels", exc_type=ImportError)
@@ -54,6 +54,7 @@ def test_layer_norm_modulate(dim, dtype, per_token):
         out = layer_norm_modulate(x, shift, scale, eps)
     reference = naive.layer_norm_modulate(x, shift, scale, eps)
     model = modulate(layer_norm(x, eps), shift, scale)  # in dtype; rounds after each step in bf16
+    assert torch.equal(eager.layer_norm_modulate(x, shift, scale, eps), model)  # the block's default path
     _check(out, reference, dtype)
     _check(out, model, dtype)
     if dtype == torch.float32:
@@ -69,9 +70,11 @@ def test_rms_norm_matches_module(dim, dtype, weight_dtype):
     module = RMSNorm(dim, eps=1e-5).to(DEVICE, weight_dtype or dtype)
     with torch.no_grad():
         module.weight.copy_(_randn(dim, seed=2, mean=1.0, std=0.3))
-    with use_backend("rms_norm", "triton"), torch.no_grad():
-        out = rms_norm(x, module.weight, module.eps)
-        model = module(x)
+    with torch.no_grad():
+        model = module(x)  # the module's default path (the diffusers comparisons check it)
+        with use_backend("rms_norm", "triton"):
+            out = rms_norm(x, module.weight, module.eps)
+            assert torch.equal(module(x), out)  # forced, the module runs the kernel
     reference = naive.rms_norm(x, module.weight, module.eps)
     # fp32 x with a bf16 weight: the module's output is bf16-rounded, so bf16 tolerance applies.
     tol_dtype = weight_dtype or dtype
@@ -138,11 +141,15 @@ def test_fp16_and_non_contiguous_inputs():
 
 
 def test_backend_choice(monkeypatch):
-    """Opt-in: the reference is chosen; forced, the kernels run on CUDA tensors when triton is there."""
+    """Opt-in: the model's own math is chosen (eager for the LayerNorm, the reference for RMSNorm);
+    forced, the kernels run on CUDA tensors that need no gradient, when triton is there."""
     cpu, cuda = torch.zeros(2, 7, 24), torch.zeros(2, 7, 24, device="meta")
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
     assert not norms.triton_available(cpu) and dispatch.resolve("rms_norm", cpu) is naive.rms_norm
     assert norms.triton_available(cuda) and dispatch.resolve("rms_norm", cuda) is naive.rms_norm  # opt-in
+    for x in (cpu, cuda):
+        assert dispatch.resolve("layer_norm_modulate", x) is eager.layer_norm_modulate
+    assert not norms.triton_available(torch.zeros(2, 7, 24, device="meta").requires_grad_())
     with use_backend("rms_norm", "triton"):
         assert dispatch.resolve("rms_norm", cuda) is triton_kernels.rms_norm
     monkeypatch.setattr(norms, "triton_kernels", None)  # as without triton installed

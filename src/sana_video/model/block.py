@@ -9,6 +9,7 @@ from sana_video.model.attention import CrossAttention, LinearSelfAttention
 from sana_video.model.layers import modulate
 from sana_video.model.mixffn import MixFFN
 from sana_video.model.state import LayerState
+from sana_video.ops.norms import layer_norm_modulate
 
 
 class SanaVideoBlock(nn.Module):
@@ -55,11 +56,22 @@ class SanaVideoBlock(nn.Module):
         ).unbind(-2)
         context, left_frame = (state.attention, state.last_frame) if state is not None else (None, None)
         # 2. Linear self-attention (reads the earlier chunks' sums)
-        attn, attn_state = self.attn1(modulate(self.norm1(x), shift1, scale1), rope, context, return_state)
+        attn, attn_state = self.attn1(
+            self._pre_norm(self.norm1, x, shift1, scale1), rope, context, return_state
+        )
         x = x + gate1 * attn
         # 3. Cross-attention to the text, no norm, no gate
         x = x + self.attn2(x, text, text_bias)
         # 4. Mix-FFN (its temporal conv reads the previous chunk's last frame)
-        ff, last_frame = self.ff(modulate(self.norm2(x), shift2, scale2), grid, left_frame, return_state)
+        ff, last_frame = self.ff(
+            self._pre_norm(self.norm2, x, shift2, scale2), grid, left_frame, return_state
+        )
         x = x + gate2 * ff
         return x, (LayerState(attn_state, last_frame) if return_state else None)
+
+    @staticmethod
+    def _pre_norm(norm: nn.LayerNorm, x, shift, scale) -> torch.Tensor:
+        """adaLN: LayerNorm then modulation, one op (ops.norms) unless the norm has learned weights."""
+        if norm.weight is None:
+            return layer_norm_modulate(x, shift, scale, norm.eps)
+        return modulate(norm(x), shift, scale)

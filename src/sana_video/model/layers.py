@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sana_video.ops.norms import rms_norm
+
 
 class RMSNorm(nn.Module):
     """RMSNorm with a learned scale; statistics in fp32, output in the input dtype."""
@@ -16,11 +18,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        variance = x.float().pow(2).mean(-1, keepdim=True)
-        normed = x * torch.rsqrt(variance + self.eps)  # fp32
-        if self.weight.dtype in (torch.float16, torch.bfloat16):
-            normed = normed.to(self.weight.dtype)  # round before the scale, like the reference
-        return (normed * self.weight).to(x.dtype)
+        # fp32 statistics and product; a half weight rounds the normed x first, like the reference
+        return rms_norm(x, self.weight, self.eps)
 
 
 class PointwiseConv(nn.Module):

@@ -4,9 +4,10 @@
     rms_norm(x, weight, eps)                   RMSNorm with a learned weight, as `model.layers.RMSNorm`
     glu_gate(y, silu_input=False)              u·SiLU(g) for u, g = y.chunk(2, -1), as in `MixFFN`
 
-Statistics and math are fp32, outputs are in x's (y's) dtype. The Triton kernels run on CUDA tensors
-where forced with `ops.use_backend(op, "triton")` (opt-in until they have been checked and timed on a GPU);
-otherwise the references in `naive.py` do. The tests force the kernels on the CPU through Triton's
+The kernels' statistics and math are fp32, outputs are in x's (y's) dtype. The Triton kernels run on
+CUDA tensors where forced with `ops.use_backend(op, "triton")` (opt-in until they are timed inside the
+model); otherwise the model's own math does (`eager.py` for the LayerNorm, the references in `naive.py`
+for the others). The block and `RMSNorm` call these ops. The tests force the kernels on the CPU through Triton's
 interpreter.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from sana_video.ops import dispatch
-from sana_video.ops.norms import naive
+from sana_video.ops.norms import eager, naive
 
 try:
     from sana_video.ops.norms import triton_kernels
@@ -24,9 +25,10 @@ except ImportError:  # no triton in this environment: the references serve
 
 
 def triton_available(x: torch.Tensor) -> bool:
-    """Triton is importable and x is a CUDA tensor. (Under TRITON_INTERPRET=1 the kernels also run on
-    CPU tensors, but only where a test forces them: interpreted, they are far slower than the reference.)"""
-    return triton_kernels is not None and x.is_cuda
+    """Triton is importable, x is a CUDA tensor and needs no gradient (the kernels are forward only).
+    (Under TRITON_INTERPRET=1 the kernels also run on CPU tensors, but only where a test forces them:
+    interpreted, they are far slower than the reference.)"""
+    return triton_kernels is not None and x.is_cuda and not x.requires_grad
 
 
 def layer_norm_modulate(
@@ -60,8 +62,11 @@ def glu_gate(y: torch.Tensor, silu_input: bool = False) -> torch.Tensor:
     return dispatch.resolve("glu_gate", y)(y, silu_input)
 
 
+# The model's own math is the default: `eager` for the LayerNorm (it rounds as the checkpoints' code does);
+# for RMSNorm and the gate the fp32 references are that math already.
+dispatch.register("layer_norm_modulate", "eager", eager.layer_norm_modulate, priority=0)
 for _op in ("layer_norm_modulate", "rms_norm", "glu_gate"):
-    dispatch.register(_op, "naive", getattr(naive, _op), priority=0)
+    dispatch.register(_op, "naive", getattr(naive, _op), priority=-1 if _op == "layer_norm_modulate" else 0)
     if triton_kernels is not None:
         # Opt-in (negative priority) until compiled, checked and timed on a GPU.
         dispatch.register(
