@@ -72,6 +72,37 @@ def cases(batch, grid, heads, head_dim, hidden, dtype):
     ]
 
 
+def sweep_linear_attention(args) -> list[tuple]:
+    """The Triton linear attention under each (tokens per tile, warps per program), against eager."""
+    from sana_video.ops.linear_attention import triton_kernel
+
+    gen = torch.Generator("cuda").manual_seed(0)
+    shape = (args.batch, math.prod(args.grid), args.heads, args.head_dim)
+    q, k, v = (torch.randn(*shape, generator=gen, device="cuda").to(torch.bfloat16) for _ in range(3))
+    angles = torch.rand(shape[1], args.head_dim // 2, generator=gen, device="cuda") * 2 * math.pi
+    rope = (angles.cos(), angles.sin())
+    moved = 4 * q.numel() * q.element_size()
+    with torch.no_grad(), use_backend("linear_attention", "eager"):
+        reference = linear_attention(q, k, v, rope)[0]
+    rows = []
+    for block_n in (32, 64, 128):
+        for warps in (4, 8):
+
+            def call(block_n=block_n, warps=warps):
+                return triton_kernel.linear_attention(q, k, v, rope, None, False, 1e-15, block_n=block_n,
+                                                      num_warps=warps)[0]  # fmt: skip
+
+            try:
+                with torch.no_grad():
+                    out = call()
+                    seconds = timed(call, args.warmup, args.repeats)
+                rows.append(("linear_attention", f"triton n{block_n} w{warps}", seconds * 1e3, moved / seconds / 1e9,
+                             rel_err(out, reference)))  # fmt: skip
+            except Exception as error:  # a tiling that does not compile is a result too
+                print(f"block_n {block_n}, warps {warps}: {type(error).__name__}: {str(error)[:200]}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--grid", type=int, nargs=3, default=(21, 30, 52), metavar=("F", "H", "W"))
@@ -82,6 +113,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument(
+        "--sweep", action="store_true", help="also time the linear attention kernel's tilings"
+    )
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
     print(torch.cuda.get_device_name(), "| torch", torch.__version__)
@@ -108,6 +142,8 @@ def main() -> None:
                     rows.append((op, label, float("nan"), float("nan"), float("nan")))
                     print(f"{op} {label}: {type(error).__name__}: {str(error)[:300]}")
                 torch._dynamo.reset()
+    if args.sweep:
+        rows += sweep_linear_attention(args)
     print(
         f"\nbatch {args.batch}, grid {tuple(args.grid)}, heads {args.heads}×{args.head_dim}, hidden {args.hidden}, bf16"
     )

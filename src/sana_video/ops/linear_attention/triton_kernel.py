@@ -257,9 +257,11 @@ def linear_attention(
     *,
     block_n: int = BLOCK_N,
     split_tokens: int | None = None,
+    num_warps: int | None = None,
 ):
     """As `eager.linear_attention`. block_n and split_tokens (a multiple of block_n) override the
-    tiling, so tests can reach several tiles and several splits with few tokens."""
+    tiling, so tests can reach several tiles and several splits with few tokens; num_warps overrides
+    the warps per program (benchmarks/ops_step.py --sweep tries them)."""
     if torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, *(initial_state or ()))
     ):
@@ -298,7 +300,7 @@ def linear_attention(
     block_dv = max(16, triton.next_power_of_2(dim_v))
     # Two fp32 [d_v, d/2] accumulators (or Sᵀ halves) live in registers: 8 warps once they pass 2K
     # elements each (d = d_v = 112 pads to 128 × 64), so they do not spill.
-    num_warps = 8 if block_dv * block_half > 2048 else 4
+    num_warps = num_warps or (8 if block_dv * block_half > 2048 else 4)
     precision = DOT_PRECISION.get(q.dtype, "tf32x3")
 
     partial_kv = _empty((splits, batch, heads, dim_v, dim), torch.float32, device)
