@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import statistics
 import time
@@ -20,6 +21,7 @@ import time
 import torch
 
 from sana_video import SanaVideoTransformer3DModel
+from sana_video.model.fp8 import quantize_fp8
 from sana_video.model.presets import preset
 from sana_video.ops import use_backend
 
@@ -82,8 +84,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--fp32-check", action="store_true", help="also compare both bf16 models with fp32")
     parser.add_argument("--modes", nargs="*", default=[], choices=["fused", "compiled", "compiled+fused",
-                        "diffusers-compiled"], help="besides eager: ours with the Triton kernels forced "
-                        "(ops.use_backend), under torch.compile, both; diffusers under torch.compile")  # fmt: skip
+                        "fp8", "compiled+fused+fp8", "diffusers-compiled"], help="besides eager: ours with the Triton kernels forced "
+                        "(ops.use_backend), under torch.compile, both, with fp8 matmuls (model.fp8); diffusers under "
+                        "torch.compile")  # fmt: skip
     args = parser.parse_args()
 
     from diffusers import SanaVideoTransformer3DModel as DiffusersSanaVideo
@@ -135,6 +138,9 @@ def main() -> None:
         rows.append((case, "ours eager", sec, peak, f"{err:.2e}"))
         for mode in args.modes:
             model = reference if mode.startswith("diffusers") else ours
+            if "fp8" in mode:  # a quantized copy (quantize_fp8 works in place)
+                model = copy.deepcopy(ours)
+                quantize_fp8(model)
             step = torch.compile(model) if "compiled" in mode else model
             with fused_kernels("fused" in mode):  # the backends are chosen while tracing, so inside
                 out = step(xb, tb, t, encoder_attention_mask=mask).sample
@@ -142,7 +148,7 @@ def main() -> None:
                                   args.warmup, args.repeats)  # fmt: skip
             rows.append((case, mode if mode.startswith("diffusers") else f"ours {mode}", sec, peak,
                          f"{rel_err(out, ref_out):.2e}"))  # fmt: skip
-            del out
+            del out, step, model
             torch._dynamo.reset()
 
         # Long-video chunk: batch 1, reading a state, producing the next one.

@@ -22,14 +22,17 @@ class TemporalConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dim, 3, 1))
 
     def forward(self, y: torch.Tensor, left: torch.Tensor | None) -> torch.Tensor:
-        w = self.weight[..., 0]  # [D_out, D_in, 3]: taps for frames f−1, f, f+1
-        out = F.linear(y, w[..., 1])
+        out = self.tap(y, 1)  # taps 0, 1, 2 weigh frames f−1, f, f+1
         if y.shape[1] > 1:
-            out[:, 1:] += F.linear(y[:, :-1], w[..., 0])
-            out[:, :-1] += F.linear(y[:, 1:], w[..., 2])
+            out[:, 1:] += self.tap(y[:, :-1], 0)
+            out[:, :-1] += self.tap(y[:, 1:], 2)
         if left is not None:
-            out[:, 0] += F.linear(left.to(y.dtype), w[..., 0])
+            out[:, 0] += self.tap(left.to(y.dtype), 0)
         return out
+
+    def tap(self, y: torch.Tensor, index: int) -> torch.Tensor:
+        """One tap's matmul: y [..., D_in] -> [..., D_out]."""
+        return F.linear(y, self.weight[:, :, index, 0])
 
 
 class MixFFN(nn.Module):

@@ -1,0 +1,82 @@
+"""float8 inference: the transformer blocks' matmuls with fp8 weights and dynamic per-token scales.
+
+    quantize_fp8(transformer)   # in place; returns how many layers now run in fp8
+
+Every matmul of every block is replaced: the attention projections (nn.Linear), the Mix-FFN's 1×1 convs
+(`PointwiseConv`) and the temporal conv's three taps. The embeddings, the time MLP and the output
+projection stay as they are (small, and the first and last layers are the most sensitive). Weights are
+quantized once, per output row; activations per row (token) at every call (`ops.fp8_linear`).
+Inference only: the fp8 weights are buffers, not parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from sana_video.model.layers import PointwiseConv
+from sana_video.model.mixffn import TemporalConv
+from sana_video.ops.fp8_linear import fp8_linear, quantize_rows
+
+
+class Fp8Linear(nn.Module):
+    """y = x Wᵀ + b with W in float8 (per-row scales) and x quantized per row when called."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        weight_fp8, weight_scale = quantize_rows(weight.detach())
+        self.register_buffer("weight", weight_fp8)
+        self.register_buffer("weight_scale", weight_scale)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fp8_linear(x, self.weight, self.weight_scale, self.bias)
+
+    def extra_repr(self) -> str:
+        out_features, in_features = self.weight.shape
+        return f"{in_features}, {out_features}, bias={self.bias is not None}, float8 e4m3"
+
+
+class Fp8TemporalConv(TemporalConv):
+    """`TemporalConv` whose three taps are `Fp8Linear`s."""
+
+    def __init__(self, conv: TemporalConv):
+        nn.Module.__init__(self)
+        self.taps = nn.ModuleList(Fp8Linear(conv.weight[:, :, i, 0], None) for i in range(3))
+
+    def tap(self, y: torch.Tensor, index: int) -> torch.Tensor:
+        return self.taps[index](y)
+
+
+def _fp8_twin(module: nn.Module) -> nn.Module | None:
+    if isinstance(module, nn.Linear):
+        return Fp8Linear(module.weight, module.bias)
+    if isinstance(module, PointwiseConv):
+        return Fp8Linear(module.weight.flatten(1), module.bias)
+    if isinstance(module, TemporalConv) and not isinstance(module, Fp8TemporalConv):
+        return Fp8TemporalConv(module)
+    return None
+
+
+@torch.no_grad()
+def quantize_fp8(transformer: nn.Module) -> int:
+    """Replace every matmul layer inside `transformer.transformer_blocks` by its float8 twin, in place.
+    Returns the number of layers replaced."""
+    replaced = 0
+    for block in transformer.transformer_blocks:
+        for name, module in list(block.named_modules()):
+            twin = _fp8_twin(module)
+            if twin is None or not name:
+                continue
+            parent_name, _, child = name.rpartition(".")
+            setattr(
+                block.get_submodule(parent_name) if parent_name else block,
+                child,
+                twin.to(_device(module)),
+            )
+            replaced += 1
+    return replaced
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(iter(module.parameters())).device
