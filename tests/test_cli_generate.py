@@ -139,6 +139,18 @@ def test_lora_option(t2v_dir, tmp_path, capsys):
     assert np.abs(plain.astype(int) - with_lora.astype(int)).mean() > 0.5
 
 
+def test_fp8_option(t2v_dir, tmp_path, capsys):
+    """--fp8 runs the transformer's block matmuls in float8 (an fp32 emulation on the CPU): a slightly
+    different video, and the record says so."""
+    common = ["a cat", "--model", str(t2v_dir), *SMALL, "--seed", "2", "--quiet"]
+    assert _generate(capsys, *common, "--out", str(tmp_path / "plain.mp4"))[0] == 0
+    assert _generate(capsys, *common, "--fp8", "--out", str(tmp_path / "fp8.mp4"))[0] == 0
+    assert json.loads((tmp_path / "fp8.json").read_text())["fp8"] is True
+    assert json.loads((tmp_path / "plain.json").read_text())["fp8"] is False
+    plain, fp8 = read_video(tmp_path / "plain.mp4")[0], read_video(tmp_path / "fp8.mp4")[0]
+    assert plain.shape == fp8.shape and not np.array_equal(plain, fp8)
+
+
 def _bad_inputs(t2v_dir: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
     (tmp / "empty.txt").write_text("\n# nothing\n")
     (tmp / "corrupt.png").write_bytes(b"not an image at all")
@@ -161,6 +173,10 @@ def _bad_inputs(t2v_dir: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
             "cannot write to output folder",
         ),
         "empty prompt": ([*model, "  "], "no prompt"),
+        "fp8 with lora": (
+            [*model, "x", "--fp8", "--lora", str(tmp / "a-file")],
+            "--fp8 with --lora is not supported",
+        ),
         "out with several": (
             [*model, "x", "--num-videos", "2", "--out", str(tmp / "o.mp4")],
             "--out names one video",
@@ -171,7 +187,7 @@ def _bad_inputs(t2v_dir: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
 @pytest.mark.parametrize(
     "case",
     ["frames 80", "height 100", "missing image", "corrupt image", "missing model", "no model", "negative steps",
-     "empty prompt file", "unwritable folder", "empty prompt", "out with several"],
+     "empty prompt file", "unwritable folder", "empty prompt", "fp8 with lora", "out with several"],
 )  # fmt: skip
 def test_bad_input_is_one_clear_line(t2v_dir, tmp_path, capsys, case):
     args, message = _bad_inputs(t2v_dir, tmp_path)[case]

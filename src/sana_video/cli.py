@@ -283,6 +283,8 @@ def _load_pipeline(args, cls):
         dtype = getattr(torch, DTYPES[args.dtype])
     if args.offload and device != "cuda":
         raise CLIError("--offload moves models between the CPU and a GPU; there is no GPU here")
+    if args.fp8 and args.lora:
+        raise CLIError("--fp8 with --lora is not supported yet: the adapters' base layers would be quantized")
     # The VAE stays fp32, as the model card recommends.
     pipe = cls.from_pretrained(
         args.model, torch_dtype={"transformer": dtype, "text_encoder": dtype, "default": torch.float32}
@@ -298,11 +300,14 @@ def _load_pipeline(args, cls):
         pipe.set_adapters([f"lora{i}" for i in range(len(loras))], [scale for _, scale in loras])
     if args.vae_tiling:
         pipe.vae.enable_tiling()
-    if args.compile or args.vae_dtype != "fp32":
+    if args.fp8 and device != "cuda":
+        logger.warning("--fp8 on %s runs an fp32 emulation of the float8 matmuls: slower, not faster", device)
+    if args.compile or args.vae_dtype != "fp32" or args.fp8:
         pipe.optimize(
             compile=args.compile,
             vae_dtype=getattr(torch, DTYPES[args.vae_dtype]),
             channels_last=device == "cuda",
+            fp8=args.fp8,
         )
     if args.offload:
         pipe.enable_model_cpu_offload(device=device)
@@ -408,6 +413,7 @@ def _record(args, dtype, device: str) -> dict:
         "dtype": str(dtype).removeprefix("torch."),
         "vae_dtype": args.vae_dtype,
         "compiled": args.compile,
+        "fp8": args.fp8,
         "device": device,
         "sana_video_version": sana_video.__version__,
         "command": shlex.join(["sana-video", *sys.argv[1:]]),
@@ -676,6 +682,8 @@ def _add_model_options(
                         help="a LoRA file or folder (repeatable)")  # fmt: skip
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the transformer blocks and the VAE decoder (faster after warm-up)")  # fmt: skip
+    parser.add_argument("--fp8", action="store_true",
+                        help="float8 matmuls in the transformer blocks (Hopper/Ada GPUs; changes the output slightly)")  # fmt: skip
     parser.add_argument("--vae-dtype", choices=["fp32", "bf16"], default="fp32",
                         help="bf16 decodes faster, fp32 is the model card's choice (default: fp32)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")

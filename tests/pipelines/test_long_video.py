@@ -216,3 +216,21 @@ def test_optimize_sets_the_vae_as_asked(t2v_dir):
         "a cat", frames=9, chunk_frames=2, **SIZE, generator=torch.Generator().manual_seed(0)
     ).frames
     assert frames.shape == (1, 9, 32, 32, 3)
+
+
+@torch.no_grad()
+def test_optimize_fp8_quantizes_the_blocks(t2v_dir):
+    from sana_video.model.fp8 import Fp8Linear
+
+    kwargs = dict(frames=9, chunk_frames=2, output_type="pt", **SIZE)
+    plain = LongSanaVideoPipeline.from_pretrained(t2v_dir)
+    plain.set_progress_bar_config(disable=True)
+    quantized = LongSanaVideoPipeline.from_pretrained(t2v_dir).optimize(
+        compile=False, vae_dtype=None, channels_last=False, fp8=True
+    )
+    quantized.set_progress_bar_config(disable=True)
+    assert isinstance(quantized.transformer.transformer_blocks[0].attn1.to_q, Fp8Linear)
+    a = plain("a cat", generator=torch.Generator().manual_seed(0), **kwargs).frames
+    b = quantized("a cat", generator=torch.Generator().manual_seed(0), **kwargs).frames
+    error = ((a - b).norm() / a.norm()).item()
+    assert 0 < error <= 0.1, error

@@ -89,7 +89,11 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
     # Speed
 
     def optimize(
-        self, compile: bool = True, vae_dtype: torch.dtype | None = torch.bfloat16, channels_last: bool = True
+        self,
+        compile: bool = True,
+        vae_dtype: torch.dtype | None = torch.bfloat16,
+        channels_last: bool = True,
+        fp8: bool = False,
     ):
         """Trade a little exactness for speed (measured on an H200 in docs/PERFORMANCE.md).
 
@@ -98,7 +102,14 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         vae_dtype: cast the VAE (bf16 decodes 1.5× faster than fp32; 48.5 dB PSNR between them on
             random weights).
         channels_last: channels-last memory for the VAE's 3D convolution weights (another 10 %).
+        fp8: float8 matmuls in the transformer's blocks (`model.fp8.quantize_fp8`: e4m3 weights, per-token
+            activation scales). Fast on Hopper and Ada; elsewhere it runs an fp32 emulation (slower than
+            without). Output change: ~2 % relative on the tiny test model (docs/PERFORMANCE.md for real ones).
         """
+        if fp8:
+            from sana_video.model.fp8 import quantize_fp8
+
+            quantize_fp8(self.transformer)
         if vae_dtype is not None:
             self.vae.to(dtype=vae_dtype)
         layout = torch.channels_last_3d if channels_last else torch.contiguous_format
