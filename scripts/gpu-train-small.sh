@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # One ≤10-minute slice of `sana-video train small` on the lent GPU (device tool). Repeat until it prints
 # "FINISHED"; each slice resumes from outputs/shapes/.work. What a slice leaves is also copied to $OUT
-# (the finished VAE, the transformer checkpoint in 15 MB parts) so a lost machine can be restarted from
-# them: put them in .carry/ here and carry it. SWEEP=1 first trains VAE variants side by side
+# (the finished VAE as a tar, the transformer checkpoint slimmed by scripts/carry_checkpoint.py in 15 MB
+# parts) so a lost machine can be restarted from them: put them in .carry/ here and carry it. SWEEP=1 first trains VAE variants side by side
 # (scripts/vae_sweep.py) and keeps one that holds every colour.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/diffusers-*.whl .whl/importlib_metadata-*.whl || exit 1
 export PYTHONPATH=/tmp/site:src
 out=outputs/shapes
-if [ -d .carry ] && [ ! -d $out/.work ]; then  # restart from a slice's leftovers
-    mkdir -p $out/.work/vae_model $out/.work/transformer
-    cp .carry/vae_model/* $out/.work/vae_model/ 2>/dev/null
-    ls .carry/ckpt.part* >/dev/null 2>&1 && cat .carry/ckpt.part* > $out/.work/transformer/checkpoint.pt
+if [ -d .carry ] && [ ! -d $out/.work ]; then  # restart from a slice's leftovers (files_at/* put in .carry/)
+    mkdir -p $out/.work/transformer
+    [ -f .carry/vae_model.tar ] && tar -xf .carry/vae_model.tar -C $out/.work
+    if ls .carry/ckpt_slim.part* >/dev/null 2>&1; then
+        cat .carry/ckpt_slim.part* > /tmp/slim.pt
+        python3 scripts/carry_checkpoint.py unpack /tmp/slim.pt $out/.work/transformer/checkpoint.pt
+    fi
 fi
 nvidia-smi --query-gpu=name --format=csv,noheader
 start=$SECONDS
@@ -33,7 +36,12 @@ if [ -f $out/losses.json ]; then
             | grep -v Warning | tail -40
     fi
 else
-    if [ ! -d .carry/vae_model ]; then mkdir -p "$OUT/vae_model" && cp $out/.work/vae_model/* "$OUT/vae_model/"; fi
-    [ -f $out/.work/transformer/checkpoint.pt ] && split -b 15M $out/.work/transformer/checkpoint.pt "$OUT/ckpt.part"
+    # What a fresh machine needs to go on (carry ≤ 64 MiB with .whl): the VAE, and the checkpoint with
+    # Adam's moments in bf16 (50 MB instead of 67).
+    [ -f $out/.work/vae_model/losses.json ] && tar -cf "$OUT/vae_model.tar" -C $out/.work vae_model
+    if [ -f $out/.work/transformer/checkpoint.pt ]; then
+        python3 scripts/carry_checkpoint.py pack $out/.work/transformer/checkpoint.pt /tmp/slim.pt
+        split -b 15M /tmp/slim.pt "$OUT/ckpt_slim.part"
+    fi
     ls -la "$OUT"
 fi
