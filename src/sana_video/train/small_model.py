@@ -104,6 +104,9 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
 
     # 1. The VAE, then the latent statistics the pipelines normalize with (kept in work/vae_model once done).
     vae, vae_history = build_vae(work / "vae_model", recipe, device)
+    if vae.config.z_dim != recipe.latent_channels:  # a VAE chosen by scripts/vae_sweep.py; record the truth
+        logger.info("the VAE in %s has %d latent channels", work / "vae_model", vae.config.z_dim)
+        recipe = replace(recipe, latent_channels=vae.config.z_dim)
 
     # 2. The transformer, with text encoded as the pipelines encode it.
     transformer = make_transformer(vae.config.z_dim, recipe.text_hidden, seed=recipe.seed,
