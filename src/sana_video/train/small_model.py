@@ -149,6 +149,8 @@ def build_small_model(output: str | os.PathLike, recipe: SmallModelRecipe, devic
     history = {"vae": vae_history, "transformer": result.history}
     (output / "losses.json").write_text(json.dumps(history) + "\n")  # every step's loss, for the curves
     shutil.copy(work / "vae_model" / "colours.json", output / "vae_colours.json")
+    if (work / "vae_choice.json").exists():  # the VAE came from scripts/vae_sweep.py: its variants' results
+        shutil.copy(work / "vae_choice.json", output / "vae_choice.json")
     return output
 
 
