@@ -26,3 +26,19 @@ def test_compiled_blocks_match_eager_with_and_without_state():
         expected_state = model(**first, return_state=True).state
         expected = model(**later, state=expected_state, frame_offset=2).sample
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_fp8_blocks_compile_without_graph_breaks():
+    from sana_video.model.fp8 import quantize_fp8
+
+    torch._dynamo.reset()
+    dispatch._logged.clear()
+    cfg = tiny_config()
+    model = randomize(SanaVideoTransformer3DModel(**cfg)).eval()
+    quantize_fp8(model)
+    inputs = make_inputs(cfg, batch=1, frames=2, height=8, width=8)
+    with torch.no_grad():
+        expected = model(**inputs).sample
+        model.compile_repeated_blocks(fullgraph=True, backend="eager")
+        got = model(**inputs).sample
+    assert torch.allclose(got, expected, atol=1e-6)
