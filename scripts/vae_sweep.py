@@ -33,15 +33,21 @@ BUDGET = float(os.environ.get("VAE_BUDGET", 400))  # seconds of training per var
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
 
 
+# SWEEP_SMOKE=1: 32×32 clips and 2 steps a variant, to check the whole flow on a CPU in a minute.
+SMOKE = os.environ.get("SWEEP_SMOKE") == "1"
+
+
 def recipe_for(name: str, steps: int):
     from sana_video.train.small_model import SmallModelRecipe
 
-    base = SmallModelRecipe()
+    base = SmallModelRecipe(size=32, frames=9, vae_frames=5, vae_crop=None) if SMOKE else SmallModelRecipe()
     return replace(base, vae=replace(base.vae, steps=steps, num_workers=3, progress=False), **VARIANTS[name])
 
 
 def steps_in_budget(name: str, folder: Path) -> int:
     """Steps that fit BUDGET, from timing 30 steps of this variant (while the others run too)."""
+    if SMOKE:
+        return 2
     import tempfile
     import time
 
