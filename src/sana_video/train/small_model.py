@@ -31,7 +31,7 @@ from sana_video.train.objectives import TransformerObjective, VAEObjective, late
 logger = logging.getLogger(__name__)
 # Largest RGB distance between a colour and the VAE's reconstruction of it that still reads as that colour
 # (the meaning checks find an object by its colour within 0.25).
-MAX_COLOUR_ERROR = 0.15
+MAX_COLOUR_ERROR = 0.2
 
 
 @dataclass
