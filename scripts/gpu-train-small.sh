@@ -20,7 +20,7 @@ fi
 nvidia-smi --query-gpu=name --format=csv,noheader
 start=$SECONDS
 if [ -n "${SWEEP:-}" ] && [ ! -f $out/.work/vae_model/losses.json ]; then
-    VAE_BUDGET=${VAE_BUDGET:-380} timeout 560 python3 scripts/vae_sweep.py $out 2>&1 | grep -v Warning | tail -16
+    VAE_BUDGET=${VAE_BUDGET:-300} timeout 560 python3 scripts/vae_sweep.py $out 2>&1 | grep -v Warning | tail -16
     cp $out/.work/vae_choice.json "$OUT/" 2>/dev/null
     # no variant kept every colour: a transformer trained on it would not draw that colour (builds 3-4)
     [ -f $out/.work/vae_model/losses.json ] || { echo "no VAE chosen; stopping"; exit 3; }
