@@ -66,17 +66,10 @@ def quantize_fp8(transformer: nn.Module) -> int:
     for block in transformer.transformer_blocks:
         for name, module in list(block.named_modules()):
             twin = _fp8_twin(module)
-            if twin is None or not name:
+            if twin is None:
                 continue
+            # The twin is built from the module's own tensors, so it is already on their device.
             parent_name, _, child = name.rpartition(".")
-            setattr(
-                block.get_submodule(parent_name) if parent_name else block,
-                child,
-                twin.to(_device(module)),
-            )
+            setattr(block.get_submodule(parent_name), child, twin)
             replaced += 1
     return replaced
-
-
-def _device(module: nn.Module) -> torch.device:
-    return next(iter(module.parameters())).device

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 
-from sana_video.train.data import COLOURS, DIRECTIONS
+from sana_video.train.data import COLOURS, DIRECTIONS, ClipSpec, ObjectSpec, render
 
 
 def colour_mask(frames: np.ndarray, colour: str, tolerance: float = 0.25) -> np.ndarray:
@@ -97,10 +98,6 @@ def reconstruction_colour_errors(reconstruct, size: int = 96, frames: int = 9) -
     [-1, 1] to its reconstruction. For every colour, a large circle crossing a plain grey frame is
     reconstructed; the result is the RGB distance (colours in [0, 1]) between the named colour and the mean
     reconstructed colour over the circle's interior (its soft edge left out)."""
-    import torch
-
-    from sana_video.train.data import ClipSpec, ObjectSpec, render
-
     errors = {}
     for colour in COLOURS:
         spec = ClipSpec((ObjectSpec(colour, "circle", "right", "slowly", (0.3, 0.5), 0.18),), "plain", 0.3)
