@@ -65,12 +65,15 @@ def glu_gate(y: torch.Tensor, silu_input: bool = False) -> torch.Tensor:
 # The model's own math is the default: `eager` for the LayerNorm (it rounds as the checkpoints' code does);
 # for RMSNorm and the gate the fp32 references are that math already.
 dispatch.register("layer_norm_modulate", "eager", eager.layer_norm_modulate, priority=0)
-for _op in ("layer_norm_modulate", "rms_norm", "glu_gate"):
-    dispatch.register(_op, "naive", getattr(naive, _op), priority=-1 if _op == "layer_norm_modulate" else 0)
-    if triton_kernels is not None:
-        # Opt-in (negative priority) until compiled, checked and timed on a GPU.
+dispatch.register("layer_norm_modulate", "naive", naive.layer_norm_modulate, priority=-1)
+for _op in ("rms_norm", "glu_gate"):
+    dispatch.register(_op, "naive", getattr(naive, _op), priority=0)
+if triton_kernels is not None:
+    for _op in ("layer_norm_modulate", "rms_norm", "glu_gate"):
+        # Opt-in (negative priority) until timed inside the model on a GPU.
         dispatch.register(
             _op, "triton", getattr(triton_kernels, _op), priority=-1, available=triton_available
         )
+
 
 __all__ = ["glu_gate", "layer_norm_modulate", "rms_norm", "triton_available"]
