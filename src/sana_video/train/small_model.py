@@ -162,6 +162,8 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
     output = Path(output)
     if (output / "losses.json").exists():
         vae = AutoencoderKLWan.from_pretrained(output).to(device).eval().requires_grad_(False)
+        if not (output / "colours.json").exists():  # finished before builds recorded it
+            _record_colours(vae, output, recipe, device)
         return vae, json.loads((output / "losses.json").read_text())
     torch.manual_seed(recipe.seed)
     vae = make_vae(recipe.latent_channels, recipe.vae_base_dim, spatial=recipe.vae_spatial).to(device)
@@ -174,8 +176,17 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
     mean, std = latent_statistics(vae, clips, count=256)
     vae.register_to_config(latents_mean=mean, latents_std=std)
     vae.save_pretrained(output)
-    # Build 4's VAE lost green (0.55 from its colour, a green object decoded as background) and nothing
-    # said so until the transformer had been trained on it: every build now records this.
+    _record_colours(vae, output, recipe, device)
+    (output / "losses.json").write_text(json.dumps(history) + "\n")  # last: marks it finished
+    return vae, history
+
+
+@torch.no_grad()
+def _record_colours(vae, output: Path, recipe: SmallModelRecipe, device: str) -> None:
+    """Write how far the VAE moves each colour to output/colours.json; warn where one is lost.
+
+    Build 4's VAE lost green (0.55 from its colour, a green object decoded as background) and nothing
+    said so until the transformer had been trained on it."""
     colours = reconstruction_colour_errors(
         lambda clip: vae.decode(vae.encode(clip[None].to(device)).latent_dist.mode()).sample[0],
         size=recipe.size, frames=recipe.vae_frames)  # fmt: skip
@@ -184,8 +195,6 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
     if colours[worst] > MAX_COLOUR_ERROR:
         logger.warning("the VAE loses %s: its reconstruction is %.2f away in RGB (more than %.2f); a model "
                        "trained on it will not draw that colour", worst, colours[worst], MAX_COLOUR_ERROR)  # fmt: skip
-    (output / "losses.json").write_text(json.dumps(history) + "\n")  # last: marks it finished
-    return vae, history
 
 
 def defaults(recipe: SmallModelRecipe) -> dict:
