@@ -19,15 +19,16 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from sana_video.train.data import BACKGROUNDS
 from sana_video.train.small_model import MAX_COLOUR_ERROR
 
 # name: changes to the recipe's VAE settings (batch 8, lr 3e-4, 48×48 crops of 17-frame clips, 16 latent
-# channels, no noisy backgrounds). Builds 3-4's VAE had 8 channels and all backgrounds, and lost green.
+# channels, no noisy backgrounds, colour weight 10). Builds 3-4's VAE had 8 channels, all backgrounds and
+# no colour weight, and lost green; build 5's sweep of 16/8 channels and backgrounds without the colour
+# weight lost cyan and green in every variant (docs/TRAINING.md).
 VARIANTS = {
-    "z16_clean": {},
-    "z16_all_backgrounds": {"vae_backgrounds": BACKGROUNDS},
-    "z8_clean": {"latent_channels": 8},
+    "z16_colour10": {},
+    "z8_colour10": {"latent_channels": 8},
+    "z8_colour30": {"latent_channels": 8, "vae_colour_weight": 30.0},
 }
 BUDGET = float(os.environ.get("VAE_BUDGET", 400))  # seconds of training per variant (they run side by side)
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
@@ -67,7 +68,7 @@ def steps_in_budget(name: str, folder: Path) -> int:
     )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        train(vae, VAEObjective(vae), data, recipe.vae, tmp)
+        train(vae, VAEObjective(vae, colour_weight=recipe.vae_colour_weight), data, recipe.vae, tmp)
     rate = 30 / (time.perf_counter() - start)
     print(name, f"{rate:.2f} steps/s", flush=True)
     return max(100, int(BUDGET * rate / 100) * 100)

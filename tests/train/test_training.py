@@ -20,7 +20,7 @@ from sana_video.train.components import (
 from sana_video.train.data import ShapesDataset
 from sana_video.train.flow import chunked_flow_matching_loss, flow_matching_loss, sample_sigmas
 from sana_video.train.loop import TrainConfig, train
-from sana_video.train.objectives import TransformerObjective, VAEObjective
+from sana_video.train.objectives import TransformerObjective, VAEObjective, reconstruction_loss
 
 SMALL = dict(frames=9, height=32, width=32)
 
@@ -141,6 +141,21 @@ def test_vae_reconstruction_improves(tmp_path):
     config = TrainConfig(steps=25, batch_size=2, lr=2e-3, warmup=3, progress=False, checkpoint_every=100)
     history = train(vae, VAEObjective(vae), data, config, tmp_path).history
     assert np.mean(history[-5:]) < 0.6 * np.mean(history[:5])
+
+
+def test_colour_weighted_reconstruction_loss_closed_form():
+    # Two pixels: grey (0.5, 0.5, 0.5) reconstructed 0.2 too bright in every channel, and green
+    # (0.1, 0.8, 0.2) reconstructed 0.4 too dark in green only. In [-1, 1] units the errors are doubled.
+    target = torch.tensor([[0.5, 0.1], [0.5, 0.8], [0.5, 0.2]]) * 2 - 1  # [3 channels, 2 pixels]
+    error = torch.tensor([[0.4, 0.0], [0.4, -0.8], [0.4, 0.0]])
+    reconstruction = (target + error)[None, :, None, None, :]  # [1, 3, 1, 1, 2]
+    target = target[None, :, None, None, :]
+    per_value = lambda e: abs(e) + e * e  # noqa: E731
+    grey, green = 3 * per_value(0.4), per_value(0.8)  # summed over channels
+    assert reconstruction_loss(reconstruction, target).item() == pytest.approx((grey + green) / 6)
+    weight = 1 + 10 * 0.7  # chroma of green: 0.8 - 0.1
+    expected = (grey + weight * green) / (3 * (1 + weight))
+    assert reconstruction_loss(reconstruction, target, colour_weight=10).item() == pytest.approx(expected)
 
 
 class Interrupt(Exception):

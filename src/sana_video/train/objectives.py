@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from sana_video.pipelines.text import COMPLEX_HUMAN_INSTRUCTION, motion_prompt
 from sana_video.sampling.long import split_chunks
@@ -111,10 +110,18 @@ class VAEObjective:
     `latent_dist.mode()` and normalize latents by measured statistics). With `sample_posterior` it reads a
     posterior sample and a small KL towards N(0, 1) is added — measured on the shapes videos, that noise
     (std 1 at initialisation against latents of std ~0.2) kept a small Wan VAE at the mean frame for
-    2000 steps, so the small model does not use it."""
+    2000 steps, so the small model does not use it.
 
-    def __init__(self, vae, kl_weight: float = 1e-6, sample_posterior: bool = False):
+    With `colour_weight` = λ, each pixel's loss is weighted by 1 + λ·chroma, chroma being the spread of
+    its target's RGB values (max − min, in [0, 1]), and the weighted mean is taken: on the shapes videos the
+    background is grey and colour is what tells the objects apart, yet unweighted VAEs of builds 3-5 let
+    green and cyan decode as grey (docs/TRAINING.md)."""
+
+    def __init__(
+        self, vae, kl_weight: float = 1e-6, sample_posterior: bool = False, colour_weight: float = 0.0
+    ):
         self.vae, self.kl_weight, self.sample_posterior = vae, kl_weight, sample_posterior
+        self.colour_weight = colour_weight
 
     def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
         videos = batch[0].to(self.vae.device)
@@ -123,10 +130,21 @@ class VAEObjective:
         if self.sample_posterior:
             z = z + posterior.std * torch.randn(z.shape, generator=generator).to(videos.device)
         reconstruction = self.vae.decode(z).sample
-        loss = F.l1_loss(reconstruction, videos) + F.mse_loss(reconstruction, videos)
+        loss = reconstruction_loss(reconstruction, videos, self.colour_weight)
         if self.sample_posterior:
             loss = loss + self.kl_weight * posterior.kl().mean() / videos[0].numel()
         return loss
+
+
+def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, colour_weight: float = 0.0):
+    """L1 + MSE between videos [B, 3, F, H, W] in [-1, 1], pixels weighted by 1 + colour_weight·chroma."""
+    error = (reconstruction.float() - target.float()).abs()
+    per_value = error + error.square()
+    if not colour_weight:
+        return per_value.mean()
+    chroma = (target.amax(dim=1, keepdim=True) - target.amin(dim=1, keepdim=True)).float() / 2
+    weight = 1 + colour_weight * chroma
+    return (per_value * weight).sum() / (weight.sum() * target.shape[1])
 
 
 @torch.no_grad()

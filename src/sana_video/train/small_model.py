@@ -51,6 +51,9 @@ class SmallModelRecipe:
     # the alternatives side by side and keeps one that holds every colour.
     latent_channels: int = 16
     vae_backgrounds: tuple[str, ...] = ("plain", "striped", "checkered")
+    # Pixels weighted by 1 + 10·chroma in the VAE's loss (VAEObjective): without it every VAE of builds 3-5
+    # lost green and cyan — 16 or 8 channels, with or without noisy backgrounds (docs/TRAINING.md).
+    vae_colour_weight: float = 10.0
     vae_base_dim: int = 32
     text_hidden: int = 64
     vae: TrainConfig = None  # type: ignore[assignment]
@@ -170,7 +173,13 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
     crop = recipe.vae_crop if recipe.vae_crop and recipe.vae_crop < recipe.size else None
     data = ShapesDataset(frames=recipe.vae_frames, height=recipe.size, width=recipe.size, seed=recipe.seed + 1,
                          crop=crop, backgrounds=recipe.vae_backgrounds)  # fmt: skip
-    history = train(vae, VAEObjective(vae), data, recipe.vae, output.parent / "vae").history
+    history = train(
+        vae,
+        VAEObjective(vae, colour_weight=recipe.vae_colour_weight),
+        data,
+        recipe.vae,
+        output.parent / "vae",
+    ).history
     vae.eval().requires_grad_(False)
     clips = ShapesDataset(frames=recipe.frames, height=recipe.size, width=recipe.size, seed=recipe.seed)
     mean, std = latent_statistics(vae, clips, count=256)
