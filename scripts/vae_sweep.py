@@ -22,13 +22,13 @@ from pathlib import Path
 from sana_video.train.small_model import MAX_COLOUR_ERROR
 
 # name: changes to the recipe's VAE settings (batch 8, lr 3e-4, 48×48 crops of 17-frame clips, 16 latent
-# channels, no noisy backgrounds, colour weight 10). Builds 3-4's VAE had 8 channels, all backgrounds and
-# no colour weight, and lost green; build 5's sweep of 16/8 channels and backgrounds without the colour
-# weight lost cyan and green in every variant (docs/TRAINING.md).
+# channels, no noisy backgrounds, object weight 12). Unweighted, builds 3-5's VAEs (16 or 8 channels, with
+# or without noisy backgrounds) lost green and cyan; weighted by chroma (10), they kept every colour but
+# white (docs/TRAINING.md).
 VARIANTS = {
-    "z16_colour10": {},
-    "z8_colour10": {"latent_channels": 8},
-    "z8_colour30": {"latent_channels": 8, "vae_colour_weight": 30.0},
+    "z16_object12": {},
+    "z8_object12": {"latent_channels": 8},
+    "z8_object6": {"latent_channels": 8, "vae_object_weight": 6.0},
 }
 BUDGET = float(os.environ.get("VAE_BUDGET", 400))  # seconds of training per variant (they run side by side)
 DEVICE = os.environ.get("SWEEP_DEVICE", "cuda")
@@ -68,7 +68,7 @@ def steps_in_budget(name: str, folder: Path) -> int:
     )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        train(vae, VAEObjective(vae, colour_weight=recipe.vae_colour_weight), data, recipe.vae, tmp)
+        train(vae, VAEObjective(vae, object_weight=recipe.vae_object_weight), data, recipe.vae, tmp)
     rate = 30 / (time.perf_counter() - start)
     print(name, f"{rate:.2f} steps/s", flush=True)
     return max(100, int(BUDGET * rate / 100) * 100)

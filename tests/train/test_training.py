@@ -143,19 +143,22 @@ def test_vae_reconstruction_improves(tmp_path):
     assert np.mean(history[-5:]) < 0.6 * np.mean(history[:5])
 
 
-def test_colour_weighted_reconstruction_loss_closed_form():
-    # Two pixels: grey (0.5, 0.5, 0.5) reconstructed 0.2 too bright in every channel, and green
-    # (0.1, 0.8, 0.2) reconstructed 0.4 too dark in green only. In [-1, 1] units the errors are doubled.
-    target = torch.tensor([[0.5, 0.1], [0.5, 0.8], [0.5, 0.2]]) * 2 - 1  # [3 channels, 2 pixels]
-    error = torch.tensor([[0.4, 0.0], [0.4, -0.8], [0.4, 0.0]])
-    reconstruction = (target + error)[None, :, None, None, :]  # [1, 3, 1, 1, 2]
-    target = target[None, :, None, None, :]
+def test_object_weighted_reconstruction_loss_closed_form():
+    # Five pixels: three of a grey background (0.5), one green (0.1, 0.8, 0.2), one white (0.97 each); the
+    # frame's median colour is the grey. Green is reconstructed 0.4 too dark in its green channel, the first
+    # grey pixel 0.2 too bright in every channel, the rest exactly. In [-1, 1] units errors are doubled.
+    colours = torch.tensor([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [0.1, 0.8, 0.2], [0.97] * 3])
+    errors = torch.zeros(5, 3)
+    errors[0], errors[3, 1] = 0.4, -0.8
+    target = (colours.T * 2 - 1)[None, :, None, None, :]  # [1, 3, 1, 1, 5]
+    reconstruction = target + errors.T[None, :, None, None, :]
     per_value = lambda e: abs(e) + e * e  # noqa: E731
     grey, green = 3 * per_value(0.4), per_value(0.8)  # summed over channels
-    assert reconstruction_loss(reconstruction, target).item() == pytest.approx((grey + green) / 6)
-    weight = 1 + 10 * 0.7  # chroma of green: 0.8 - 0.1
-    expected = (grey + weight * green) / (3 * (1 + weight))
-    assert reconstruction_loss(reconstruction, target, colour_weight=10).item() == pytest.approx(expected)
+    assert reconstruction_loss(reconstruction, target).item() == pytest.approx((grey + green) / 15)
+    green_weight = 1 + 12 * (0.4**2 + 0.3**2 + 0.3**2) ** 0.5
+    white_weight = 1 + 12 * (3 * 0.47**2) ** 0.5
+    expected = (grey + green_weight * green) / (3 * (3 + green_weight + white_weight))
+    assert reconstruction_loss(reconstruction, target, object_weight=12).item() == pytest.approx(expected)
 
 
 class Interrupt(Exception):

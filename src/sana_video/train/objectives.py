@@ -112,16 +112,17 @@ class VAEObjective:
     (std 1 at initialisation against latents of std ~0.2) kept a small Wan VAE at the mean frame for
     2000 steps, so the small model does not use it.
 
-    With `colour_weight` = λ, each pixel's loss is weighted by 1 + λ·chroma, chroma being the spread of
-    its target's RGB values (max − min, in [0, 1]), and the weighted mean is taken: on the shapes videos the
-    background is grey and colour is what tells the objects apart, yet unweighted VAEs of builds 3-5 let
-    green and cyan decode as grey (docs/TRAINING.md)."""
+    With `object_weight` = λ, each pixel's loss is weighted by 1 + λ·d and the weighted mean is taken, d
+    being the RGB distance (colours in [0, 1]) of its target from the frame's median colour, which on the
+    shapes videos is the background. Unweighted, every VAE of builds 3-5 let green and cyan decode as the
+    grey background; weighted by chroma alone, white was lost instead (docs/TRAINING.md).
+    """
 
     def __init__(
-        self, vae, kl_weight: float = 1e-6, sample_posterior: bool = False, colour_weight: float = 0.0
+        self, vae, kl_weight: float = 1e-6, sample_posterior: bool = False, object_weight: float = 0.0
     ):
         self.vae, self.kl_weight, self.sample_posterior = vae, kl_weight, sample_posterior
-        self.colour_weight = colour_weight
+        self.object_weight = object_weight
 
     def __call__(self, batch, generator: torch.Generator) -> torch.Tensor:
         videos = batch[0].to(self.vae.device)
@@ -130,20 +131,23 @@ class VAEObjective:
         if self.sample_posterior:
             z = z + posterior.std * torch.randn(z.shape, generator=generator).to(videos.device)
         reconstruction = self.vae.decode(z).sample
-        loss = reconstruction_loss(reconstruction, videos, self.colour_weight)
+        loss = reconstruction_loss(reconstruction, videos, self.object_weight)
         if self.sample_posterior:
             loss = loss + self.kl_weight * posterior.kl().mean() / videos[0].numel()
         return loss
 
 
-def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, colour_weight: float = 0.0):
-    """L1 + MSE between videos [B, 3, F, H, W] in [-1, 1], pixels weighted by 1 + colour_weight·chroma."""
+def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, object_weight: float = 0.0):
+    """L1 + MSE between videos [B, 3, F, H, W] in [-1, 1]; with `object_weight`, pixels weighted by
+    1 + object_weight · (RGB distance of the target from its frame's median colour, in [0, 1] units)."""
     error = (reconstruction.float() - target.float()).abs()
     per_value = error + error.square()
-    if not colour_weight:
+    if not object_weight:
         return per_value.mean()
-    chroma = (target.amax(dim=1, keepdim=True) - target.amin(dim=1, keepdim=True)).float() / 2
-    weight = 1 + colour_weight * chroma
+    target = target.float()
+    median = target.flatten(3).median(dim=3).values[..., None, None]  # [B, 3, F, 1, 1]
+    distance = (target - median).norm(dim=1, keepdim=True) / 2
+    weight = 1 + object_weight * distance
     return (per_value * weight).sum() / (weight.sum() * target.shape[1])
 
 

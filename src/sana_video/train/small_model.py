@@ -51,9 +51,10 @@ class SmallModelRecipe:
     # the alternatives side by side and keeps one that holds every colour.
     latent_channels: int = 16
     vae_backgrounds: tuple[str, ...] = ("plain", "striped", "checkered")
-    # Pixels weighted by 1 + 10·chroma in the VAE's loss (VAEObjective): without it every VAE of builds 3-5
-    # lost green and cyan — 16 or 8 channels, with or without noisy backgrounds (docs/TRAINING.md).
-    vae_colour_weight: float = 10.0
+    # Pixels weighted by 1 + 12·(distance from the frame's median colour) in the VAE's loss (VAEObjective):
+    # without it every VAE of builds 3-5 lost green and cyan — 16 or 8 channels, with or without noisy
+    # backgrounds; weighted by chroma, white was lost (docs/TRAINING.md).
+    vae_object_weight: float = 12.0
     vae_base_dim: int = 32
     text_hidden: int = 64
     vae: TrainConfig = None  # type: ignore[assignment]
@@ -175,7 +176,7 @@ def build_vae(output: str | os.PathLike, recipe: SmallModelRecipe, device: str =
                          crop=crop, backgrounds=recipe.vae_backgrounds)  # fmt: skip
     history = train(
         vae,
-        VAEObjective(vae, colour_weight=recipe.vae_colour_weight),
+        VAEObjective(vae, object_weight=recipe.vae_object_weight),
         data,
         recipe.vae,
         output.parent / "vae",
