@@ -12,6 +12,7 @@ out=outputs/shapes
 if [ -d .carry ] && [ ! -d $out/.work ]; then  # restart from a slice's leftovers (files_at/* put in .carry/)
     mkdir -p $out/.work/transformer
     [ -f .carry/vae_model.tar ] && tar -xf .carry/vae_model.tar -C $out/.work
+    [ -f .carry/vae_choice.json ] && cp .carry/vae_choice.json $out/.work/  # the sweep that chose it
     if ls .carry/ckpt_slim.part* >/dev/null 2>&1; then
         cat .carry/ckpt_slim.part* > /tmp/slim.pt
         python3 scripts/carry_checkpoint.py unpack /tmp/slim.pt $out/.work/transformer/checkpoint.pt
