@@ -11,6 +11,9 @@ from sana_video.ops import LinearAttentionState, linear_attention, use_backend
 from sana_video.ops.linear_attention import naive
 from tests.conftest import rel_err
 
+# The bf16 inference path multiplies on the tensor cores on CUDA (run there by scripts/gpu-ops-check.sh).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
 
 def _inputs(batch=2, tokens=7, heads=3, dim=24, dtype=torch.float32, seed=0, state=False):
     gen = torch.Generator().manual_seed(seed)
@@ -64,6 +67,47 @@ def test_bf16_inputs_within_bf16_noise():
     assert out.dtype == torch.bfloat16 and final.kv.dtype == torch.float32
     assert rel_err(out, ref_out) <= 2e-2
     assert rel_err(final.kv, ref_final[0]) <= 2e-2
+
+
+def test_bf16_inference_sums_bf16_operands_in_fp32():
+    """Inference on bf16 inputs rounds q̃ and k̃ to bf16 after RoPE (as the reference) and sums in fp32:
+    S equals the fp64 sum over those rounded operands to fp32 accuracy (a bf16 S would be 2⁻⁹ off), and
+    the output is that S applied to the rounded q̃, within the bf16 output's rounding."""
+    q, k, v, rope, initial = _inputs(tokens=64, dim=32, state=True)
+    q, k, v = q.bfloat16(), k.bfloat16(), v.bfloat16()
+    with torch.no_grad():
+        moved = (t.to(DEVICE) for t in (q, k, v))
+        out, final = linear_attention(*moved, tuple(t.to(DEVICE) for t in rope),
+                                      initial_state=LinearAttentionState(*(t.to(DEVICE) for t in initial)),
+                                      output_final_state=True)  # fmt: skip
+    out, final = out.cpu(), LinearAttentionState(*(t.cpu() for t in final))
+
+    def rotated(x):  # RoPE(φ(x)) in fp32, rounded to bf16, then exact in fp64
+        return naive.rope_complex(x.float().relu(), *rope).bfloat16().double()
+
+    phi_q, phi_k = q.double().relu(), k.double().relu()
+    kv = initial.kv.double() + torch.einsum("bnhi,bnhj->bhij", v.double(), rotated(k))
+    k_sum = initial.k_sum.double() + phi_k.sum(dim=1)
+    expected = (
+        torch.einsum("bhij,bnhj->bnhi", kv, rotated(q))
+        / torch.einsum("bnhj,bhj->bnh", phi_q, k_sum)[..., None]
+    )
+    assert rel_err(final.kv, kv) <= 1e-6 and rel_err(final.k_sum, k_sum) <= 1e-6
+    # measured 1.7e-3 (the bf16 cast of the output); with S itself rounded to bf16 it would be 2.3e-3
+    assert out.dtype == torch.bfloat16 and rel_err(out, expected) <= 2e-3
+
+
+def test_bf16_inference_path_compiles_whole():
+    """`pipe.optimize()` compiles the blocks with fullgraph: the bf16 path must trace without a break."""
+    q, k, v, rope, _ = _inputs(tokens=16, dim=16)
+    q, k, v = (t.to(DEVICE, torch.bfloat16) for t in (q, k, v))
+    rope = tuple(t.to(DEVICE) for t in rope)
+    compiled = torch.compile(linear_attention, fullgraph=True, dynamic=False)
+    with torch.no_grad():
+        out, final = compiled(q, k, v, rope, output_final_state=True)
+        ref_out, ref_final = linear_attention(q, k, v, rope, output_final_state=True)
+    # Inductor may fuse away the bf16 rounding of q̃ and k̃ before the upcast matmul (CPU): 1.6e-3 in S
+    assert rel_err(out, ref_out) <= 1e-2 and rel_err(final.kv, ref_final.kv) <= 4e-3
 
 
 def test_single_token_without_rope_returns_its_value():

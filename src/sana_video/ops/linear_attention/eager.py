@@ -1,6 +1,10 @@
 """Production linear attention in plain PyTorch: the associative form, O(N·d²) per head.
 
-Inputs may be bf16; ReLU happens in the input dtype (it is exact), everything after it in fp32.
+Inputs may be bf16; ReLU happens in the input dtype (it is exact), everything after it in fp32. For bf16
+inputs that need no gradient (inference), the two matmuls take bf16 operands and sum in fp32 — on CUDA
+the tensor cores instead of fp32 FMAs (those took 11 % of a compiled 2B step on an H200,
+docs/PERFORMANCE.md): q̃ and k̃ are rounded to bf16 after RoPE, as the reference does, and S enters the
+second matmul as two bf16 parts whose sum keeps ~16 of its 24 mantissa bits.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def linear_attention(q, k, v, rope, initial_state, output_final_state, eps):
+    tensors = (q, k, v, *(initial_state or ()))
+    if v.dtype == torch.bfloat16 and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps)
     phi_q = F.relu(q).float()  # [B, N, H, d]
     phi_k = F.relu(k).float()
     q_rot, k_rot = (
@@ -31,5 +38,41 @@ def linear_attention(q, k, v, rope, initial_state, output_final_state, eps):
 
     numerator = torch.einsum("bhij,bnhj->bnhi", kv, q_rot)  # [B, N, H, d_v]
     denominator = torch.einsum("bnhj,bhj->bnh", phi_q, k_sum) + eps  # [B, N, H]; RoPE-free, so > 0
+    out = (numerator / denominator.unsqueeze(-1)).to(v.dtype)
+    return out, ((kv, k_sum) if output_final_state else None)
+
+
+def _bmm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for [batch, n, m] @ [batch, m, p], summed and returned in fp32. bf16 operands on CUDA use the
+    tensor cores (torch.bmm's out_dtype); elsewhere both are upcast first: the same products (a product of
+    two bf16 values is exact in fp32), summed in another order."""
+    if a.is_cuda and a.dtype == b.dtype == torch.bfloat16:
+        return torch.bmm(a, b, out_dtype=torch.float32)
+    return torch.bmm(a.float(), b.float())
+
+
+def _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps):
+    batch, tokens, heads, dim = q.shape
+    phi_q, phi_k = F.relu(q), F.relu(k)  # exact in bf16
+    q_rot, k_rot = phi_q, phi_k
+    if rope is not None:
+        q_rot, k_rot = (rotate_pairs(x.float(), *rope).to(torch.bfloat16) for x in (phi_q, phi_k))
+
+    def per_head(x):  # [B, N, H, c] -> [B·H, N, c]
+        return x.transpose(1, 2).reshape(batch * heads, tokens, x.shape[-1])
+
+    kv = _bmm_fp32(per_head(v).transpose(1, 2), per_head(k_rot))  # Σ v k̃ᵀ  [B·H, d_v, d]
+    kv = kv.view(batch, heads, -1, dim)
+    k_sum = phi_k.float().sum(dim=1)
+    if initial_state is not None:
+        kv = kv + initial_state.kv
+        k_sum = k_sum + initial_state.k_sum
+
+    high = kv.to(torch.bfloat16)
+    low = (kv - high.float()).to(torch.bfloat16)  # S ≈ high + low to ~2⁻¹⁷ relative
+    q_heads = per_head(q_rot)
+    numerator = sum(_bmm_fp32(q_heads, part.flatten(0, 1).transpose(1, 2)) for part in (high, low))
+    numerator = numerator.view(batch, heads, tokens, -1).transpose(1, 2)  # [B, N, H, d_v]
+    denominator = torch.einsum("bnhj,bhj->bnh", phi_q.float(), k_sum) + eps
     out = (numerator / denominator.unsqueeze(-1)).to(v.dtype)
     return out, ((kv, k_sum) if output_final_state else None)
