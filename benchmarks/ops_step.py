@@ -131,6 +131,8 @@ def main() -> None:
             runs = [(default, default, False), ("triton", "triton", False)]
             if not args.no_compile:
                 runs.insert(1, (f"{default}+compile", default, True))
+                if "shifted" in dispatch.backends(op):  # written for torch.compile only
+                    runs.append(("shifted+compile", "shifted", True))
             for label, backend, compiled in runs:
                 try:
                     with use_backend(op, backend):

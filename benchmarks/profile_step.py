@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--text-len", type=int, default=300)
     parser.add_argument("--eager", action="store_true", help="do not compile the blocks")
     parser.add_argument("--fused", action="store_true", help="force the Triton kernels")
+    parser.add_argument("--shifted", action="store_true", help="the compile-only depthwise conv")
     parser.add_argument("--fp8", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
@@ -49,7 +50,10 @@ def main() -> None:
     mask = torch.ones(args.batch, args.text_len, dtype=torch.long, device=device)
     mask[:, args.text_len // 3 :] = 0
     t = torch.full((args.batch,), 999, device=device)
-    with torch.no_grad(), fused_kernels(args.fused):
+    with (
+        torch.no_grad(),
+        fused_kernels(("fused" if args.fused else "") + ("shifted" if args.shifted else "")),
+    ):
         for _ in range(3):
             model(x, text, t, encoder_attention_mask=mask)
         torch.cuda.synchronize()

@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from sana_video import SanaVideoTransformer3DModel
 from sana_video.model.fp8 import quantize_fp8
@@ -58,11 +59,14 @@ FUSED_OPS = (
 
 
 @contextlib.contextmanager
-def fused_kernels(on: bool):
-    """Force the Triton kernel of every fused op of the model (a no-op when `on` is False)."""
+def fused_kernels(mode: str):
+    """Force the backends a mode names: "fused" the Triton kernel of every fused op, "shifted" the
+    compile-only form of the depthwise conv (`ops.mixffn_conv.shifted`)."""
     with contextlib.ExitStack() as stack:
-        for op in FUSED_OPS if on else ():
+        for op in FUSED_OPS if "fused" in mode else ():
             stack.enter_context(use_backend(op, "triton"))
+        if "shifted" in mode:
+            stack.enter_context(use_backend("silu_dwconv_glu", "shifted"))
         yield
 
 
@@ -83,9 +87,11 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=10, help="latent frames of the long-video chunk case")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peak-tflops", type=float, default=789.0,
+                        help="dense bf16 matmul rate for the FLOP floor (789: what an H200 sustains, issue 6)")  # fmt: skip
     parser.add_argument("--fp32-check", action="store_true", help="also compare both bf16 models with fp32")
     parser.add_argument("--modes", nargs="*", default=[], choices=["fused", "compiled", "compiled+fused",
-                        "fp8", "compiled+fused+fp8", "diffusers-compiled"], help="besides eager: ours with the Triton kernels forced "
+                        "fp8", "compiled+fused+fp8", "compiled+shifted", "compiled+shifted+fp8", "diffusers-compiled"], help="besides eager: ours with the Triton kernels forced "
                         "(ops.use_backend), under torch.compile, both, with fp8 matmuls (model.fp8); diffusers under "
                         "torch.compile")  # fmt: skip
     args = parser.parse_args()
@@ -134,6 +140,12 @@ def main() -> None:
 
         tokens = frames * height * width // (cfg["patch_size"][1] * cfg["patch_size"][2])
         case = f"{args.preset} {frames}x{height}x{width} ({tokens} tok) B={args.batch}"
+        with FlopCounterMode(display=False) as counter:  # matmuls and convs of one step
+            ours(xb, tb, t, encoder_attention_mask=mask)
+        floor = counter.get_total_flops() / (args.peak_tflops * 1e12)
+        print(
+            f"{case}: {counter.get_total_flops():.3e} FLOPs, floor {floor * 1e3:.0f} ms at {args.peak_tflops} TFLOP/s"
+        )
         sec, peak = timed(
             lambda: reference(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats
         )
@@ -151,7 +163,7 @@ def main() -> None:
                     quantize_fp8(model)
                 if "compiled" in mode:
                     model.compile_repeated_blocks(fullgraph=True, dynamic=False)
-            with fused_kernels("fused" in mode):  # the backends are chosen while tracing, so inside
+            with fused_kernels(mode):  # the backends are chosen while tracing, so inside
                 out = step(xb, tb, t, encoder_attention_mask=mask).sample
                 sec, peak = timed(functools.partial(step, xb, tb, t, encoder_attention_mask=mask), device,
                                   args.warmup, args.repeats)  # fmt: skip
@@ -179,9 +191,11 @@ def main() -> None:
     print(f"\ndevice: {name}, torch {torch.__version__}, dtype {dtype}")
     if errs32[0] is not None:
         print(f"rel. error vs diffusers fp32: ours bf16 {errs32[0]:.2e}, diffusers bf16 {errs32[1]:.2e}")
-    print(f"{'case':44s} {'impl':18s} {'median s':>9s} {'peak GiB':>9s}  note")
+    print(f"FLOP floor of the {args.preset} step: {floor * 1e3:.0f} ms ({args.peak_tflops} TFLOP/s)")
+    print(f"{'case':44s} {'impl':24s} {'median s':>9s} {'floor/s':>8s} {'peak GiB':>9s}  note")
     for case, impl, sec, peak, note in rows:
-        print(f"{case:44s} {impl:18s} {sec:9.3f} {peak:9.1f}  {note}")
+        share = f"{floor / sec:8.0%}" if case.startswith(args.preset) else " " * 8
+        print(f"{case:44s} {impl:24s} {sec:9.3f} {share} {peak:9.1f}  {note}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from sana_video.model.mixffn import MixFFN
 from sana_video.ops import dispatch, mixffn_conv, use_backend
-from sana_video.ops.mixffn_conv import eager, naive, silu_dwconv_glu
+from sana_video.ops.mixffn_conv import eager, naive, shifted, silu_dwconv_glu
 from tests.conftest import rel_err
 
 triton_kernel = pytest.importorskip("sana_video.ops.mixffn_conv.triton_kernel", exc_type=ImportError)
@@ -117,6 +117,30 @@ def test_blocks_meet_without_gaps_or_overlap(block_c, block_h, strip_rows):
     )
     _check(out, naive.silu_dwconv_glu(z, weight, bias, grid), torch.float32)
     _check(out, _model_gate(module, z, grid), torch.float32)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("batch, grid", [(2, GRID), (1, (1, 1, 1)), (2, (2, 1, 6)), (1, (2, 4, 1))])
+@torch.no_grad()
+def test_shifted_backend_matches_naive(batch, grid, compiled):
+    """The nine-shifted-taps form (for torch.compile), eager and compiled, against the fp32 reference."""
+    module = _mixffn(24, True, torch.float32)
+    z = _z(module, batch, grid)
+    weight, bias = module.conv_depth.weight, module.conv_depth.bias
+    fn = (
+        torch.compile(shifted.silu_dwconv_glu, fullgraph=True, dynamic=False)
+        if compiled
+        else shifted.silu_dwconv_glu
+    )
+    _check(fn(z, weight, bias, grid), naive.silu_dwconv_glu(z, weight, bias, grid), torch.float32)
+    _check(fn(z, weight, None, grid), naive.silu_dwconv_glu(z, weight, None, grid), torch.float32)
+    if not compiled:  # bf16 in, bf16 out
+        zb, wb = z.bfloat16(), weight.bfloat16()
+        _check(
+            shifted.silu_dwconv_glu(zb, wb, None, grid),
+            naive.silu_dwconv_glu(zb, wb, None, grid),
+            torch.bfloat16,
+        )
 
 
 @pytest.mark.parametrize(
