@@ -73,6 +73,8 @@ def _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps):
     q_heads = per_head(q_rot)
     numerator = sum(_bmm_fp32(q_heads, part.flatten(0, 1).transpose(1, 2)) for part in (high, low))
     numerator = numerator.view(batch, heads, tokens, -1).transpose(1, 2)  # [B, N, H, d_v]
-    denominator = torch.einsum("bnhj,bhj->bnh", phi_q.float(), k_sum) + eps
+    # A product and a sum, not an einsum: compiled, it fuses with ReLU into one read of q (an einsum
+    # became a separate GEMV over an fp32 copy of φ(q), H200 profile).
+    denominator = (phi_q.float() * k_sum[:, None]).sum(dim=-1) + eps
     out = (numerator / denominator.unsqueeze(-1)).to(v.dtype)
     return out, ((kv, k_sum) if output_final_state else None)
