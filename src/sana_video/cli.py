@@ -749,7 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
     small.add_argument("--out", required=True, help="the pipeline folder to write (resumes if interrupted)")
     small.add_argument("--frames", type=_positive_int, default=33)
     small.add_argument("--size", type=_positive_int, default=96, help="height and width (default: 96)")
-    small.add_argument("--vae-steps", type=_positive_int, default=1500)
+    small.add_argument("--vae-steps", type=_positive_int, default=1400)
     small.add_argument("--vae-batch-size", type=_positive_int, default=8)
     small.add_argument("--steps", type=_positive_int, default=3600, help="transformer steps (default: 3600)")
     small.add_argument("--batch-size", type=_positive_int, default=128)
