@@ -70,8 +70,10 @@ def _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps):
 
     high = kv.to(torch.bfloat16)
     low = (kv - high.float()).to(torch.bfloat16)  # S ≈ high + low to ~2⁻¹⁷ relative
-    q_heads = per_head(q_rot)
-    numerator = sum(_bmm_fp32(q_heads, part.flatten(0, 1).transpose(1, 2)) for part in (high, low))
+    # S q̃ = [S_hi S_lo] [q̃; q̃]: one matmul over 2d, so the fp32 numerator is written once, not twice
+    # and added (compiled, the RoPE pass writes q̃ straight into both halves).
+    s_pair = torch.cat((high, low), dim=-1).flatten(0, 1)  # [B·H, d_v, 2d]
+    numerator = _bmm_fp32(per_head(torch.cat((q_rot, q_rot), dim=-1)), s_pair.transpose(1, 2))
     numerator = numerator.view(batch, heads, tokens, -1).transpose(1, 2)  # [B, N, H, d_v]
     # A product and a sum, not an einsum: compiled, it fuses with ReLU into one read of q (an einsum
     # became a separate GEMV over an fp32 copy of φ(q), H200 profile).
