@@ -3,7 +3,7 @@
     quantize_fp8(transformer)   # in place; returns how many layers now run in fp8
 
 Every matmul of every block is replaced: the attention projections (nn.Linear), the Mix-FFN's 1×1 convs
-(`PointwiseConv`) and the temporal conv's three taps. The embeddings, the time MLP and the output
+(`PointwiseConv`) and the temporal conv (its three taps as one matmul). The embeddings, the time MLP and the output
 projection stay as they are (small, and the first and last layers are the most sensitive). Weights are
 quantized once, per output row; activations per row (token) at every call (`ops.fp8_linear`).
 Inference only: the fp8 weights are buffers, not parameters.
@@ -38,14 +38,15 @@ class Fp8Linear(nn.Module):
 
 
 class Fp8TemporalConv(TemporalConv):
-    """`TemporalConv` whose three taps are `Fp8Linear`s."""
+    """`TemporalConv` whose one matmul of all three taps is an `Fp8Linear` (per-row weight scales: each
+    row belongs to one tap, so they are the scales each tap would have on its own)."""
 
     def __init__(self, conv: TemporalConv):
         nn.Module.__init__(self)
-        self.taps = nn.ModuleList(Fp8Linear(conv.weight[:, :, i, 0], None) for i in range(3))
+        self.linear = Fp8Linear(conv.weight[..., 0].permute(2, 0, 1).flatten(0, 1), None)
 
-    def tap(self, y: torch.Tensor, index: int) -> torch.Tensor:
-        return self.taps[index](y)
+    def taps(self, y: torch.Tensor) -> torch.Tensor:
+        return self.linear(y).unflatten(-1, (3, -1))
 
 
 def _fp8_twin(module: nn.Module) -> nn.Module | None:

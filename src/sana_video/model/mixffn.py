@@ -13,8 +13,10 @@ from sana_video.ops.mixffn_conv import silu_dwconv_glu
 class TemporalConv(nn.Module):
     """Kernel-3 conv over frames at each spatial position, stored as the checkpoint's [D, D, 3, 1] weight.
 
-    Run as three shifted matmuls on [B, F, P, D]: out[f] = W₀·y[f−1] + W₁·y[f] + W₂·y[f+1]. Frame −1 is
-    `left` (the previous chunk's last frame) or zero; frame F is always zero.
+    Run as one matmul on [B, F, P, D] giving all three taps of every frame, then shifted sums:
+    out[f] = W₀·y[f−1] + W₁·y[f] + W₂·y[f+1]. Frame −1 is `left` (the previous chunk's last frame) or
+    zero; frame F is always zero. (One matmul of width 3D reads y once; compiled, the sums fuse into one
+    pass.)
     """
 
     def __init__(self, dim: int):
@@ -22,17 +24,16 @@ class TemporalConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dim, 3, 1))
 
     def forward(self, y: torch.Tensor, left: torch.Tensor | None) -> torch.Tensor:
-        out = self.tap(y, 1)  # taps 0, 1, 2 weigh frames f−1, f, f+1
-        if y.shape[1] > 1:
-            out[:, 1:] += self.tap(y[:, :-1], 0)
-            out[:, :-1] += self.tap(y[:, 1:], 2)
-        if left is not None:
-            out[:, 0] += self.tap(left.to(y.dtype), 0)
-        return out
+        before, same, after = self.taps(y).unbind(-2)  # each [B, F, P, D]: what frame f sends to f+1, f, f−1
+        first = self.taps(left.to(y.dtype))[..., 0, :] if left is not None else torch.zeros_like(before[:, 0])
+        from_previous = torch.cat((first[:, None], before[:, :-1]), dim=1)
+        from_next = torch.cat((after[:, 1:], torch.zeros_like(after[:, :1])), dim=1)
+        return same + from_previous + from_next
 
-    def tap(self, y: torch.Tensor, index: int) -> torch.Tensor:
-        """One tap's matmul: y [..., D_in] -> [..., D_out]."""
-        return F.linear(y, self.weight[:, :, index, 0])
+    def taps(self, y: torch.Tensor) -> torch.Tensor:
+        """Every tap's matmul at once: y [..., D_in] -> [..., 3, D_out] (tap 0 weighs the frame before)."""
+        weight = self.weight[..., 0].permute(2, 0, 1).flatten(0, 1)  # [3·D_out, D_in], tap-major rows
+        return F.linear(y, weight).unflatten(-1, (3, -1))
 
 
 class MixFFN(nn.Module):
