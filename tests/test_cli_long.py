@@ -78,7 +78,10 @@ def _long_command(folder: Path, out: Path, *extra: str) -> list[str]:
 def _interrupt_after(folder: Path, out: Path, chunks: int, sig: int) -> subprocess.Popen:
     """Start a long run and send `sig` once its checkpoint says `chunks` chunks are done."""
     checkpoint = out.with_name(f"{out.stem}.checkpoint.pt")
-    process = subprocess.Popen(_long_command(folder, out), stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: SIGINT at its default in the child even where this test runs with it
+    # ignored (a shell's background job ignores SIGINT, and children inherit that).
+    process = subprocess.Popen(_long_command(folder, out), stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     process.stderr_text = ""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
