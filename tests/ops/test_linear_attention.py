@@ -110,6 +110,16 @@ def test_bf16_inference_path_compiles_whole():
     assert rel_err(out, ref_out) <= 1e-2 and rel_err(final.kv, ref_final.kv) <= 4e-3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_an_empty_chunk_gives_no_tokens_and_keeps_the_state(dtype):
+    q, k, v, rope, initial = _inputs(tokens=0, state=True)
+    with torch.no_grad():  # bf16 without gradients: the inference path
+        out, final = linear_attention(q.to(dtype), k.to(dtype), v.to(dtype), rope, initial_state=initial,
+                                      output_final_state=True)  # fmt: skip
+    assert out.shape == (2, 0, 3, 24) and out.dtype == dtype
+    assert torch.equal(final.kv, initial.kv) and torch.equal(final.k_sum, initial.k_sum)
+
+
 def test_single_token_without_rope_returns_its_value():
     """Closed form: with one key, o = v kᵀq / (k·q) = v whenever φ(k)·φ(q) > 0."""
     q, k, v = (torch.rand(1, 1, 2, 8) + 0.1 for _ in range(3))

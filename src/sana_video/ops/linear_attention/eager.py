@@ -53,6 +53,7 @@ def _bmm_fp32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps):
     batch, tokens, heads, dim = q.shape
+    dim_v = v.shape[-1]
     phi_q, phi_k = F.relu(q), F.relu(k)  # exact in bf16
     q_rot, k_rot = phi_q, phi_k
     if rope is not None:
@@ -62,7 +63,7 @@ def _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps):
         return x.transpose(1, 2).reshape(batch * heads, tokens, x.shape[-1])
 
     kv = _bmm_fp32(per_head(v).transpose(1, 2), per_head(k_rot))  # Σ v k̃ᵀ  [B·H, d_v, d]
-    kv = kv.view(batch, heads, -1, dim)
+    kv = kv.view(batch, heads, dim_v, dim)
     k_sum = phi_k.float().sum(dim=1)
     if initial_state is not None:
         kv = kv + initial_state.kv
@@ -74,7 +75,7 @@ def _bf16_operands(q, k, v, rope, initial_state, output_final_state, eps):
     # and added (compiled, the RoPE pass writes q̃ straight into both halves).
     s_pair = torch.cat((high, low), dim=-1).flatten(0, 1)  # [B·H, d_v, 2d]
     numerator = _bmm_fp32(per_head(torch.cat((q_rot, q_rot), dim=-1)), s_pair.transpose(1, 2))
-    numerator = numerator.view(batch, heads, tokens, -1).transpose(1, 2)  # [B, N, H, d_v]
+    numerator = numerator.view(batch, heads, tokens, dim_v).transpose(1, 2)  # [B, N, H, d_v]
     # A product and a sum, not an einsum: compiled, it fuses with ReLU into one read of q (an einsum
     # became a separate GEMV over an fp32 copy of φ(q), H200 profile).
     denominator = (phi_q.float() * k_sum[:, None]).sum(dim=-1) + eps
