@@ -15,8 +15,8 @@ class TemporalConv(nn.Module):
 
     Run as one matmul on [B, F, P, D] giving all three taps of every frame, then shifted sums:
     out[f] = W₀·y[f−1] + W₁·y[f] + W₂·y[f+1]. Frame −1 is `left` (the previous chunk's last frame) or
-    zero; frame F is always zero. (One matmul of width 3D reads y once; compiled, the sums fuse into one
-    pass.)
+    zero; frame F is always zero. (One matmul of width 3D reads y once; eager, the sums are added in
+    place; compiled, they fuse into one pass.)
     """
 
     def __init__(self, dim: int):
@@ -24,11 +24,19 @@ class TemporalConv(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim, dim, 3, 1))
 
     def forward(self, y: torch.Tensor, left: torch.Tensor | None) -> torch.Tensor:
-        before, same, after = self.taps(y).unbind(-2)  # each [B, F, P, D]: what frame f sends to f+1, f, f−1
-        first = self.taps(left.to(y.dtype))[..., 0, :] if left is not None else torch.zeros_like(before[:, 0])
-        from_previous = torch.cat((first[:, None], before[:, :-1]), dim=1)
-        from_next = torch.cat((after[:, 1:], torch.zeros_like(after[:, :1])), dim=1)
-        return same + from_previous + from_next
+        taps = self.taps(y)  # [B, F, P, 3, D]: what frame f sends to f+1 (tap 0), f (1) and f−1 (2)
+        before, same, after = (taps.select(-2, i) for i in range(3))  # views (in place is allowed on them)
+        first = self.taps(left.to(y.dtype)).select(-2, 0) if left is not None else None
+        if torch.compiler.is_compiling():
+            # Zero-padded shifts, each read once: Inductor fuses the sums into one pass.
+            out = same + F.pad(before[:, :-1], (0, 0, 0, 0, 1, 0)) + F.pad(after[:, 1:], (0, 0, 0, 0, 0, 1))
+            return out if first is None else out + F.pad(first[:, None], (0, 0, 0, 0, 0, y.shape[1] - 1))
+        # Eager: in place, so no full-size temporaries beside the taps.
+        same[:, 1:] += before[:, :-1]
+        same[:, :-1] += after[:, 1:]
+        if first is not None:
+            same[:, 0] += first
+        return same
 
     def taps(self, y: torch.Tensor) -> torch.Tensor:
         """Every tap's matmul at once: y [..., D_in] -> [..., 3, D_out] (tap 0 weighs the frame before)."""
