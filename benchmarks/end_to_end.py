@@ -38,24 +38,19 @@ PROMPT = "a red fox running through fresh snow at dawn"
 def build_components(device: torch.device, smoke: bool) -> dict:
     from diffusers import AutoencoderKLWan, DPMSolverMultistepScheduler
     from diffusers import SanaVideoTransformer3DModel as DiffusersTransformer
-    from transformers import Gemma2Config, Gemma2Model
+    from shapes import gemma_config
+    from transformers import Gemma2Model
 
     from sana_video.model.presets import preset
 
     torch.manual_seed(0)
     if smoke:
         config = preset("tiny")
-        gemma = dict(hidden_size=config["caption_channels"], intermediate_size=32, num_hidden_layers=1,
-                     num_attention_heads=2, num_key_value_heads=1, head_dim=8)  # fmt: skip
         vae_config = dict(base_dim=8, z_dim=config["in_channels"], dim_mult=[1, 1, 1, 1], num_res_blocks=1)
     else:
-        config = preset("2b-480p")
-        # Gemma-2-2B's shape (its 256k-word embedding is only looked up, so a small vocabulary stands in)
-        gemma = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
-                     num_key_value_heads=4, head_dim=256)  # fmt: skip
-        vae_config = {}
+        config, vae_config = preset("2b-480p"), {}
     with torch.device(device):
-        text_encoder = Gemma2Model(Gemma2Config(vocab_size=64, **gemma)).to(torch.bfloat16).eval()
+        text_encoder = Gemma2Model(gemma_config(smoke, config["caption_channels"])).to(torch.bfloat16).eval()
         vae = AutoencoderKLWan(**vae_config).eval()
         transformer = DiffusersTransformer(**config).to(torch.bfloat16).eval()
     scheduler = DPMSolverMultistepScheduler(

@@ -62,7 +62,8 @@ def main() -> None:
     device = torch.device(args.device)
 
     from diffusers import BitsAndBytesConfig as DiffusersBnb
-    from transformers import BitsAndBytesConfig, Gemma2Config, Gemma2Model
+    from shapes import gemma_config
+    from transformers import BitsAndBytesConfig, Gemma2Model
 
     from sana_video import SanaVideoTransformer3DModel
     from sana_video.model.fp8 import quantize_fp8
@@ -70,12 +71,8 @@ def main() -> None:
 
     if args.smoke:
         config, latent, text_len = preset("tiny"), (5, 16, 16), 8
-        gemma = dict(hidden_size=config["caption_channels"], intermediate_size=32, num_hidden_layers=1,
-                     num_attention_heads=2, num_key_value_heads=1, head_dim=8)  # fmt: skip
     else:
         config, latent, text_len = preset("2b-480p"), (21, 60, 104), 300
-        gemma = dict(hidden_size=2304, intermediate_size=9216, num_hidden_layers=26, num_attention_heads=8,
-                     num_key_value_heads=4, head_dim=256)  # fmt: skip
     try:
         import bitsandbytes  # noqa: F401
 
@@ -86,7 +83,7 @@ def main() -> None:
     folder = tempfile.mkdtemp()
     torch.manual_seed(0)
     SanaVideoTransformer3DModel(**config).to(torch.bfloat16).save_pretrained(f"{folder}/transformer")
-    Gemma2Model(Gemma2Config(vocab_size=64, **gemma)).to(torch.bfloat16).save_pretrained(
+    Gemma2Model(gemma_config(args.smoke, config["caption_channels"])).to(torch.bfloat16).save_pretrained(
         f"{folder}/text_encoder"
     )
 

@@ -3,9 +3,9 @@
     quantize_fp8(transformer)   # in place; returns how many layers now run in fp8
 
 Every matmul of every block is replaced: the attention projections (nn.Linear), the Mix-FFN's 1×1 convs
-(`PointwiseConv`) and the temporal conv (its three taps as one matmul). The embeddings, the time MLP and the output
-projection stay as they are (small, and the first and last layers are the most sensitive). Weights are
-quantized once, per output row; activations per row (token) at every call (`ops.fp8_linear`).
+(`PointwiseConv`) and the temporal conv (its three taps as one matmul). The embeddings, the time MLP and
+the output projection stay as they are (small, and the first and last layers are the most sensitive).
+Weights are quantized once, per output row; activations per row (token) at every call (`ops.fp8_linear`).
 Inference only: the fp8 weights are buffers, not parameters.
 """
 

@@ -140,11 +140,11 @@ class VAEObjective:
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor, object_weight: float = 0.0):
     """L1 + MSE between videos [B, 3, F, H, W] in [-1, 1]; with `object_weight`, pixels weighted by
     1 + object_weight · (RGB distance of the target from its frame's median colour, in [0, 1] units)."""
-    error = (reconstruction.float() - target.float()).abs()
+    target = target.float()
+    error = (reconstruction.float() - target).abs()
     per_value = error + error.square()
     if not object_weight:
         return per_value.mean()
-    target = target.float()
     median = target.flatten(3).median(dim=3).values[..., None, None]  # [B, 3, F, 1, 1]
     distance = (target - median).norm(dim=1, keepdim=True) / 2
     weight = 1 + object_weight * distance

@@ -11,7 +11,7 @@
 The conv runs on each frame on its own, with zero padding 1: neighbours never cross a frame's edges.
 The kernel's math is fp32 and its output is cast once. `eager.py` (the default) is the model's own
 PyTorch code, rounding after each op in the input's dtype; `naive.py` is the fp32 reference; `shifted.py`
-the same math as nine shifted multiply-adds that `torch.compile` fuses into one pass. The Triton
+the same math as nine shifted multiply-adds that `torch.compile` makes two passes of (cuDNN's path: three). The Triton
 kernel runs on CUDA tensors that need no gradient where forced with
 `ops.use_backend("silu_dwconv_glu", "triton")` (opt-in until it has been compiled, checked and timed on
 a GPU). The tests force it on the CPU through Triton's interpreter.
@@ -67,7 +67,7 @@ def _check(z, weight, bias, grid) -> None:
 
 dispatch.register("silu_dwconv_glu", "eager", eager.silu_dwconv_glu, priority=0)
 dispatch.register("silu_dwconv_glu", "naive", naive.silu_dwconv_glu, priority=-1)
-# For torch.compile (one fused pass); opt-in until timed against cuDNN's conv inside a compiled step.
+# For torch.compile (two passes instead of three); opt-in until timed against cuDNN's conv inside a compiled step.
 dispatch.register("silu_dwconv_glu", "shifted", shifted.silu_dwconv_glu, priority=-1)
 if triton_kernel is not None:
     # Opt-in (negative priority) until compiled, checked and timed on a GPU; CUDA only (interpreted on
