@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 
 demo:
 	@bash scripts/setup-env.sh $(VENV)
-	$(BIN)/sana-video demo
+	$(BIN)/sana-video generate "a red circle moving right"
 
 test:
 	@bash scripts/setup-env.sh $(VENV) test

@@ -165,7 +165,6 @@ def _bad_inputs(t2v_dir: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
         "missing image": ([*model, "x", "--image", str(tmp / "nope.png")], "no such file"),
         "corrupt image": ([*model, "x", "--image", str(tmp / "corrupt.png")], "not a readable image"),
         "missing model": (["--model", str(tmp / "no-model"), "x"], "not a pipeline folder"),
-        "no model": (["x"], "--model DIR is required"),
         "negative steps": ([*model, "x", "--steps", "-2"], "argument --steps: must be at least 1 (got -2)"),
         "empty prompt file": ([*model, "--prompt-file", str(tmp / "empty.txt")], "has no prompts"),
         "unwritable folder": (
@@ -186,7 +185,7 @@ def _bad_inputs(t2v_dir: Path, tmp: Path) -> dict[str, tuple[list[str], str]]:
 
 @pytest.mark.parametrize(
     "case",
-    ["frames 80", "height 100", "missing image", "corrupt image", "missing model", "no model", "negative steps",
+    ["frames 80", "height 100", "missing image", "corrupt image", "missing model", "negative steps",
      "empty prompt file", "unwritable folder", "empty prompt", "fp8 with lora", "out with several"],
 )  # fmt: skip
 def test_bad_input_is_one_clear_line(t2v_dir, tmp_path, capsys, case):
@@ -283,3 +282,28 @@ def test_the_bundled_model_is_the_default(t2v_dir, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(sana_video.weights, "SHAPES_MODEL", tmp_path / "missing")
     code, _, err = _generate(capsys, "a red circle", "--out", str(tmp_path / "w.mp4"))
     assert code != 0 and "--model DIR is required" in err and not (tmp_path / "w.mp4").exists()
+
+
+def test_the_vae_decodes_in_bf16_by_default_only_on_a_cpu_that_has_it(t2v_dir, tmp_path, capsys, monkeypatch):
+    """--vae-dtype auto: bf16 where the CPU computes bf16 natively (AMX, AVX512-BF16), else fp32; the record
+    says which, and it is the dtype the VAE decoded in."""
+    import sana_video.cli
+    from sana_video.pipelines.base import SanaVideoPipelineBase
+
+    decoded_in = []
+    decode = SanaVideoPipelineBase.decode_latents
+
+    def watched(self, *args, **kwargs):
+        decoded_in.append(self.vae.dtype)
+        return decode(self, *args, **kwargs)
+
+    monkeypatch.setattr(SanaVideoPipelineBase, "decode_latents", watched)
+    cases = [(True, [], "bf16"), (False, [], "fp32"), (True, ["--vae-dtype", "fp32"], "fp32")]
+    for i, (native, flags, expected) in enumerate(cases):
+        monkeypatch.setattr(sana_video.cli, "_cpu_has_native_bf16", lambda native=native: native)
+        out = tmp_path / f"{i}.mp4"
+        code, *_ = _generate(capsys, "a red circle", "--model", str(t2v_dir), *SMALL, "--device", "cpu", *flags,
+                             "--out", str(out), "--quiet")  # fmt: skip
+        assert code == 0
+        assert json.loads(out.with_suffix(".json").read_text())["vae_dtype"] == expected
+        assert decoded_in[-1] == {"bf16": torch.bfloat16, "fp32": torch.float32}[expected]

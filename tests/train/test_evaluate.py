@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sana_video.train.data import BACKGROUNDS, COLOURS, DIRECTIONS, ClipSpec, ObjectSpec, render
+from sana_video.train.data import BACKGROUNDS, COLOURS, DIRECTIONS, HELD_OUT, ClipSpec, ObjectSpec, render
 from sana_video.train.evaluate import (
+    GRID_PAIRS,
     OPPOSITE,
     colour_error,
+    meaning_grid,
     meaning_scores,
     moves,
     prompt_for,
@@ -79,3 +81,16 @@ def test_reconstruction_colour_errors_find_a_lost_colour_channel():
     errors = reconstruction_colour_errors(green_lost, size=48, frames=3)
     for name, (r, g, b) in COLOURS.items():
         assert errors[name] == pytest.approx(abs(g - (r + b) / 2), abs=1e-5)
+
+
+def test_the_meaning_grid_spreads_every_pair_over_the_directions():
+    whole = meaning_grid()
+    assert sorted(whole) == sorted((c, s, d) for c, s in GRID_PAIRS for d in DIRECTIONS)  # each case once
+    assert set(GRID_PAIRS) >= HELD_OUT and len(set(GRID_PAIRS)) == 9
+    part = meaning_grid(3)
+    assert set(part) <= set(whole) and len(part) == 27
+    for pair in GRID_PAIRS:  # three different directions a pair
+        assert len({d for c, s, d in part if (c, s) == pair}) == 3
+    assert {d for *_, d in part} == set(DIRECTIONS)  # the part still asks for every direction
+    with pytest.raises(ValueError, match="directions_per_pair"):
+        meaning_grid(0)

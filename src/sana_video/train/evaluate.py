@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from sana_video.train.data import COLOURS, DIRECTIONS, ClipSpec, ObjectSpec, render
+from sana_video.train.data import COLOURS, DIRECTIONS, HELD_OUT, ClipSpec, ObjectSpec, render
 
 
 def colour_mask(frames: np.ndarray, colour: str, tolerance: float = 0.25) -> np.ndarray:
@@ -77,6 +77,22 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of images in [0, 1]."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+
+
+# The meaning grid's colour-shape pairs: five seen in training, then the four held out of it.
+GRID_PAIRS = (("red", "circle"), ("blue", "square"), ("orange", "diamond"), ("white", "star"),
+              ("yellow", "triangle"), *sorted(HELD_OUT))  # fmt: skip
+
+
+def meaning_grid(directions_per_pair: int = len(DIRECTIONS)) -> list[tuple[str, str, str]]:
+    """(colour, shape, direction) cases: pair i of `GRID_PAIRS` with directions i, i + 3, i + 6, … (mod 8)
+    of `DIRECTIONS`, so a part of the grid still spreads every pair over unlike directions; all 8 gives the
+    whole grid."""
+    names = list(DIRECTIONS)
+    if not 1 <= directions_per_pair <= len(names):
+        raise ValueError(f"directions_per_pair must be in 1..{len(names)}, got {directions_per_pair}")
+    return [(colour, shape, names[(i + 3 * k) % len(names)])
+            for i, (colour, shape) in enumerate(GRID_PAIRS) for k in range(directions_per_pair)]  # fmt: skip
 
 
 def meaning_scores(generate, cases, seeds, speed: str = "slowly") -> list[dict]:
