@@ -2,7 +2,7 @@
 
     python scripts/evaluate_small_model.py outputs/shapes [--seeds 2] [--directions 8] [--device cpu]
 
-Prints one line per check and a summary; the bundled model's tests make the same checks (fewer seeds).
+Prints one line per check and a summary; the bundled model's tests make the same checks on part of the grid.
 """
 
 from __future__ import annotations
@@ -49,9 +49,8 @@ def main() -> None:
     chi = COMPLEX_HUMAN_INSTRUCTION if defaults.get("complex_human_instruction", True) else None
     size, frames = defaults["height"], defaults["frames"]
     seeds = [int(s) for s in args.seeds.split(",")]
-    steps = args.steps or defaults["steps"]
-    guidance = args.guidance or defaults["guidance"]
-    common = dict(negative_prompt="", num_inference_steps=steps, guidance_scale=guidance,
+    common = dict(negative_prompt="", num_inference_steps=args.steps or defaults["steps"],
+                  guidance_scale=args.guidance or defaults["guidance"],
                   complex_human_instruction=chi, height=size, width=size)  # fmt: skip
     colours = Path(args.model) / "vae_colours.json"
     if colours.exists():  # how far the VAE moves each colour (builds 3-4 lost green: 0.55)
