@@ -13,6 +13,7 @@ same compiled by torch.compile, and the Triton kernel.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import statistics
 import time
@@ -43,6 +44,13 @@ def rel_err(a, b) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
+def attention(q, k, v, rope, fp32=False):
+    """The linear attention's output; fp32=True on fp32 copies (eager's bf16 inputs take bf16 operands)."""
+    if fp32:
+        q, k, v = (t.float() for t in (q, k, v))
+    return linear_attention(q, k, v, rope)[0]
+
+
 def cases(batch, grid, heads, head_dim, hidden, dtype):
     """(op, call(**inputs), inputs, bytes moved at least) at these shapes."""
     gen = torch.Generator("cuda").manual_seed(0)
@@ -64,7 +72,7 @@ def cases(batch, grid, heads, head_dim, hidden, dtype):
     conv_w, conv_b = randn(2 * hidden, 1, 3, 3, scale=0.3), randn(2 * hidden, scale=0.1)
     norm_w = 1 + randn(width, scale=0.1)
     return [
-        ("linear_attention", lambda: linear_attention(q, k, v, rope)[0], 4 * q.numel() * size),
+        ("linear_attention", functools.partial(attention, q, k, v, rope), 4 * q.numel() * size),
         ("layer_norm_modulate", lambda: layer_norm_modulate(x, shift, scale), 2 * x.numel() * size),
         ("rms_norm", lambda: rms_norm(x, norm_w), 2 * x.numel() * size),
         ("glu_gate", lambda: glu_gate(z), 1.5 * z.numel() * size),
@@ -83,7 +91,7 @@ def sweep_linear_attention(args) -> list[tuple]:
     rope = (angles.cos(), angles.sin())
     moved = 4 * q.numel() * q.element_size()
     with torch.no_grad(), use_backend("linear_attention", "eager"):
-        reference = linear_attention(q, k, v, rope)[0]
+        reference = attention(q, k, v, rope, fp32=True)
     rows = []
     for block_n in (32, 64, 128):
         for warps in (4, 8):
@@ -113,6 +121,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--ops", nargs="*", help="only these ops (default: all)")
     parser.add_argument(
         "--sweep", action="store_true", help="also time the linear attention kernel's tilings"
     )
@@ -123,10 +132,12 @@ def main() -> None:
     with torch.no_grad():
         for op, call, moved in cases(args.batch, tuple(args.grid), args.heads, args.head_dim, args.hidden,
                                      torch.bfloat16):  # fmt: skip
-            # The fp32 reference; for linear attention the associative fp32 path (`eager`, tested
-            # against the quadratic `naive`, which would need [B, H, N, N] here).
+            if args.ops and op not in args.ops:
+                continue
+            # The fp32 reference: `naive`; for linear attention the associative path (`eager`, tested
+            # against the quadratic `naive`, which would need [B, H, N, N] here) on fp32 copies.
             with use_backend(op, "eager" if op == "linear_attention" else "naive"):
-                reference = call()
+                reference = call(fp32=True) if op == "linear_attention" else call()
             default = next(name for name in dispatch.backends(op) if name in ("eager", "naive"))
             runs = [(default, default, False), ("triton", "triton", False)]
             if not args.no_compile:
@@ -144,7 +155,7 @@ def main() -> None:
                     rows.append((op, label, float("nan"), float("nan"), float("nan")))
                     print(f"{op} {label}: {type(error).__name__}: {str(error)[:300]}")
                 torch._dynamo.reset()
-    if args.sweep:
+    if args.sweep and (not args.ops or "linear_attention" in args.ops):
         rows += sweep_linear_attention(args)
     print(
         f"\nbatch {args.batch}, grid {tuple(args.grid)}, heads {args.heads}×{args.head_dim}, hidden {args.hidden}, bf16"

@@ -1,7 +1,7 @@
 """Where a transformer step's GPU time goes: the top kernels of one step of ours, by total CUDA time.
 
     python benchmarks/profile_step.py                       # 2B-480p, CFG batch 2, bf16, compiled blocks
-    python benchmarks/profile_step.py --eager --fused       # eager, Triton kernels forced
+    python benchmarks/profile_step.py --eager --force fused  # eager, every Triton kernel forced
 
 Random weights; the same inputs as benchmarks/transformer_step.py.
 """
@@ -12,7 +12,7 @@ import argparse
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from transformer_step import fused_kernels
+from transformer_step import fused_kernels, parse_mode
 
 from sana_video import SanaVideoTransformer3DModel
 from sana_video.model.fp8 import quantize_fp8
@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--text-len", type=int, default=300)
     parser.add_argument("--eager", action="store_true", help="do not compile the blocks")
-    parser.add_argument("--fused", action="store_true", help="force the Triton kernels")
-    parser.add_argument("--shifted", action="store_true", help="the compile-only depthwise conv")
+    parser.add_argument("--force", type=parse_mode, default="", help="backends to force, as transformer_step's modes: "
+                        "fused, la, dwconv, norms, shifted, joined by '+'")  # fmt: skip
     parser.add_argument("--fp8", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
@@ -52,7 +52,7 @@ def main() -> None:
     t = torch.full((args.batch,), 999, device=device)
     with (
         torch.no_grad(),
-        fused_kernels(("fused" if args.fused else "") + ("shifted" if args.shifted else "")),
+        fused_kernels(args.force),
     ):
         for _ in range(3):
             model(x, text, t, encoder_attention_mask=mask)

@@ -5,8 +5,8 @@
 
 Reports, per case: median step time over --repeats timed runs after warm-up, peak memory, the relative
 error of our output against diffusers' (and against diffusers in fp32 with --fp32-check), and, for the
-long-video chunk, the size of the state. --modes adds ours with the Triton kernels (`fused`), compiled,
-both, FP8, and diffusers compiled. Ours compiles block by block (`compile_repeated_blocks`, as
+long-video chunk, the size of the state. --modes adds ours with Triton kernels forced (`fused`, or one
+of them), compiled, FP8, combined with '+' (`compiled+la+fp8`), and diffusers compiled. Ours compiles block by block (`compile_repeated_blocks`, as
 `pipe.optimize()`), diffusers as a whole model (`torch.compile`). Prints a table at the end.
 """
 
@@ -57,16 +57,32 @@ FUSED_OPS = (
     "rms_norm",
 )  # ops with a Triton kernel
 
+# A mode is words joined by "+": how the model runs (compiled, fp8) and which backends are forced.
+FORCED = {
+    "fused": {op: "triton" for op in FUSED_OPS},  # every Triton kernel
+    "la": {"linear_attention": "triton"},
+    "dwconv": {"silu_dwconv_glu": "triton"},
+    "norms": {"layer_norm_modulate": "triton", "rms_norm": "triton"},
+    "shifted": {"silu_dwconv_glu": "shifted"},  # the compile-only depthwise conv (ops.mixffn_conv.shifted)
+}
+MODE_WORDS = ("compiled", "fp8", "diffusers-compiled", *FORCED)
+
+
+def parse_mode(text: str) -> str:
+    """argparse type: a mode's words must all be known."""
+    unknown = [word for word in text.split("+") if word and word not in MODE_WORDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown mode word(s) {unknown}; use {' '.join(MODE_WORDS)}")
+    return text
+
 
 @contextlib.contextmanager
 def fused_kernels(mode: str):
-    """Force the backends a mode names: "fused" the Triton kernel of every fused op, "shifted" the
-    compile-only form of the depthwise conv (`ops.mixffn_conv.shifted`)."""
+    """Force the backends a mode's words name (FORCED); later words win."""
     with contextlib.ExitStack() as stack:
-        for op in FUSED_OPS if "fused" in mode else ():
-            stack.enter_context(use_backend(op, "triton"))
-        if "shifted" in mode:
-            stack.enter_context(use_backend("silu_dwconv_glu", "shifted"))
+        for word in mode.split("+"):
+            for op, backend in FORCED.get(word, {}).items():
+                stack.enter_context(use_backend(op, backend))
         yield
 
 
@@ -90,10 +106,10 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=789.0,
                         help="dense bf16 matmul rate for the FLOP floor (789: what an H200 sustains, issue 6)")  # fmt: skip
     parser.add_argument("--fp32-check", action="store_true", help="also compare both bf16 models with fp32")
-    parser.add_argument("--modes", nargs="*", default=[], choices=["fused", "compiled", "compiled+fused",
-                        "fp8", "compiled+fused+fp8", "compiled+shifted", "compiled+shifted+fp8", "diffusers-compiled"], help="besides eager: ours with the Triton kernels forced "
-                        "(ops.use_backend), under torch.compile, both, with fp8 matmuls (model.fp8); diffusers under "
-                        "torch.compile")  # fmt: skip
+    parser.add_argument("--modes", nargs="*", default=[], type=parse_mode,
+                        help="besides eager, words joined by '+': compiled (torch.compile block by block), fp8 "
+                        "(model.fp8), fused (every Triton kernel forced), la / dwconv / norms (one Triton "
+                        "kernel), shifted (the compile-only depthwise conv); or diffusers-compiled")  # fmt: skip
     args = parser.parse_args()
 
     from diffusers import SanaVideoTransformer3DModel as DiffusersSanaVideo
@@ -155,7 +171,7 @@ def main() -> None:
         )
         report(case, "ours eager", sec, peak, f"{err:.2e}")
         for mode in args.modes:
-            if mode.startswith("diffusers"):  # the whole model compiled, the baseline's usual way
+            if mode == "diffusers-compiled":  # the whole model compiled, the baseline's usual way
                 step = model = torch.compile(reference)
             else:  # a copy: quantize_fp8 and regional compilation (as `pipe.optimize()`) work in place
                 model = step = copy.deepcopy(ours) if "fp8" in mode or "compiled" in mode else ours

@@ -116,6 +116,22 @@ def test_half_inputs(dtype):
         assert rel_err(got_t, ref_t) <= STATE_TOL_HALF
 
 
+@pytest.mark.parametrize("output_programs", [1, 2, None])
+def test_bf16_takes_eager_bf16_operands(output_programs):
+    """bf16 inputs: k̃ and q̃ rounded to bf16 after RoPE, fp32 sums, S as bf16 high + low parts — the
+    eager bf16 path's numerics. The state then agrees to fp32 summation order (unrounded k̃ would be
+    ~1e-3 off); the output to its bf16 rounding (the interpreter truncates it). 37 tokens in tiles of
+    16 are 3 tiles: one output program walks all three, or two share them, or one per tile."""
+    q, k, v, rope, initial = _inputs(batch=1, tokens=37, heads=2, dim=112, dim_v=112, state=True)
+    half = [t.to(torch.bfloat16) for t in (q, k, v)]
+    out, final = triton_kernel.linear_attention(
+        *half, rope, initial, True, 1e-15, block_n=16, output_programs=output_programs
+    )
+    ref_out, ref_final = eager.linear_attention(*half, rope, initial, True, 1e-15)
+    assert torch.isfinite(out).all() and rel_err(out, ref_out) <= 1e-2
+    assert rel_err(final[0], ref_final[0]) <= 1e-6 and rel_err(final[1], ref_final[1]) <= 1e-6
+
+
 @pytest.mark.parametrize("split_tokens", [16, 32, None])
 def test_several_tiles_and_splits(split_tokens):
     """37 tokens in tiles of 16: 3 tiles in one program, or split over 2 or 3 programs whose partial

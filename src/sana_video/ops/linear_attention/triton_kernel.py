@@ -7,13 +7,19 @@ stride over channels, e.g. the views a fused qkv projection gives):
    z = Σ φ(k) [d] in fp32. With several splits each writes its own partial sums and they are added
    in a fixed order afterwards, so the result does not depend on scheduling (no atomics). The
    initial state is folded into split 0.
-2. output: one program per (token block, b·h) loads the final S and z and writes
-   o = S q̃ / (φ(q)·z + eps) in v's dtype.
+2. output: a few programs per b·h, each loading the final S and z once and then walking its share
+   of the token tiles, writing o = S q̃ / (φ(q)·z + eps) in v's dtype. (One program per tile re-read
+   S, 64 KiB of fp32, for every 64 tokens: more bytes than the tile's q.)
 
 RoPE rotates interleaved pairs (x[2i], x[2i+1]); the kernels load the even and odd channels as two
 strided [tokens, d/2] blocks, rotate them elementwise and keep S as its even and odd column halves
 (two tl.dot each), so no de-interleaved or permuted copy of q or k is ever written. φ, RoPE, the sums
 and the division are fp32 whatever the input dtype; only the output is cast.
+
+bf16 inputs take the tensor cores' bf16 path, as `eager` does for bf16 inference: k̃ and q̃ are rounded
+to bf16 after RoPE, v is used as it is, S and the numerator are summed in fp32, and S enters the
+second product as two bf16 parts (S ≈ S_hi + S_lo, ~16 of its 24 mantissa bits). fp32 and fp16 inputs
+keep fp32 operands (TF32 products, see DOT_PRECISION).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ POISON_OUTPUTS = False
 
 BLOCK_N = 64  # tokens per tile in both phases
 MIN_SPLIT_TILES = 8  # a split of phase 1 sums at least this many tiles, so its partial S stays cheap
+PROGRAMS_PER_SM = 4  # phase 2 runs about this many programs per SM, each loading S once
 
 # tl.dot operands are fp32 here (φ and RoPE are computed in fp32). On the GPU plain fp32 operands
 # would run in TF32 (10-bit mantissa, ~1e-3 relative error), too coarse for fp32 inputs: "tf32x3"
@@ -38,6 +45,18 @@ MIN_SPLIT_TILES = 8  # a split of phase 1 sums at least this many tiles, so its 
 # and the same as an fp16 output's, so at most it doubles the error the cast makes anyway.
 # The interpreter multiplies in fp32 whatever this says.
 DOT_PRECISION = {torch.float32: "tf32x3", torch.float16: "tf32", torch.bfloat16: "tf32"}
+
+
+@triton.jit
+def _bf16_operand(x, INTERPRETED: tl.constexpr):
+    """fp32 x rounded to nearest bf16 for tl.dot. Triton's interpreter has no bf16 arithmetic (its dot
+    multiplies the raw bits, its cast truncates), so there the rounding is done on the bits (round half
+    to even, as the GPU's cast) and the value stays fp32, where products of bf16 values are exact."""
+    if INTERPRETED:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+    return x.to(tl.bfloat16)
 
 
 def _empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -70,6 +89,8 @@ def _state_kernel(
     HAS_ROPE: tl.constexpr,
     HAS_INITIAL: tl.constexpr,
     PRECISION: tl.constexpr,
+    BF16_DOTS: tl.constexpr,
+    INTERPRETED: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_HALF: tl.constexpr,
     BLOCK_DV: tl.constexpr,
@@ -118,14 +139,18 @@ def _state_kernel(
             cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
             sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
             k_even, k_odd = k_even * cos - k_odd * sin, k_even * sin + k_odd * cos
-        # vᵀ [d_v, tokens] read straight from the token layout (a transposed view, not a copy).
-        v_t = tl.load(
-            v_base + n.to(tl.int64)[None, :] * stride_vn + cols_v[:, None],
-            mask=v_ok[:, None] & n_ok[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        s_even = tl.dot(v_t, k_even, s_even, input_precision=PRECISION)
-        s_odd = tl.dot(v_t, k_odd, s_odd, input_precision=PRECISION)
+        # v [tokens, d_v] in the token layout; the dot reads it transposed (no copy in memory).
+        v = tl.load(
+            v_base + rows * stride_vn + cols_v[None, :], mask=n_ok[:, None] & v_ok[None, :], other=0.0
+        )
+        if BF16_DOTS:  # bf16 operands, fp32 sums: k̃ rounded after RoPE, as the eager bf16 path
+            v_t = tl.trans(v.to(tl.float32) if INTERPRETED else v)
+            s_even = tl.dot(v_t, _bf16_operand(k_even, INTERPRETED), s_even)
+            s_odd = tl.dot(v_t, _bf16_operand(k_odd, INTERPRETED), s_odd)
+        else:
+            v_t = tl.trans(v.to(tl.float32))
+            s_even = tl.dot(v_t, k_even, s_even, input_precision=PRECISION)
+            s_odd = tl.dot(v_t, k_odd, s_odd, input_precision=PRECISION)
 
     # S is stored in the state's own layout [d_v, d]: the halves go back to the interleaved columns.
     s_offsets = cols_v[:, None] * dim + 2 * pair[None, :]
@@ -172,11 +197,14 @@ def _output_kernel(
     eps,
     HAS_ROPE: tl.constexpr,
     PRECISION: tl.constexpr,
+    BF16_DOTS: tl.constexpr,
+    INTERPRETED: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_HALF: tl.constexpr,
     BLOCK_DV: tl.constexpr,
 ):
-    block = tl.program_id(0)
+    first_tile = tl.program_id(0)
+    tile_step = tl.num_programs(0)  # programs per b·h; program p takes tiles p, p + step, ...
     bh = tl.program_id(1)
     b = (bh // heads).to(tl.int64)
     h = (bh % heads).to(tl.int64)
@@ -187,39 +215,55 @@ def _output_kernel(
     cols_v = tl.arange(0, BLOCK_DV)
     v_ok = cols_v < dim_v
 
-    # Sᵀ's even and odd row halves [d/2, d_v], read transposed from the state's [d_v, d] layout, so
-    # the numerator is q̃ Sᵀ: [tokens, d/2] @ [d/2, d_v], twice.
+    # Sᵀ's even and odd row halves [d/2, d_v], read once per program, transposed from the state's
+    # [d_v, d] layout, so the numerator is q̃ Sᵀ: [tokens, d/2] @ [d/2, d_v], twice.
     kv = kv_ptr + bh.to(tl.int64) * dim_v * dim
     st_offsets = cols_v[None, :] * dim + 2 * pair[:, None]
     st_even = tl.load(kv + st_offsets, mask=even_ok[:, None] & v_ok[None, :], other=0.0)
     st_odd = tl.load(kv + st_offsets + 1, mask=odd_ok[:, None] & v_ok[None, :], other=0.0)
+    if BF16_DOTS:  # S ≈ S_hi + S_lo, both bf16: the low part keeps what the high part rounds off
+        st_even_hi = _bf16_operand(st_even, INTERPRETED)
+        st_even_lo = _bf16_operand(st_even - st_even_hi.to(tl.float32), INTERPRETED)
+        st_odd_hi = _bf16_operand(st_odd, INTERPRETED)
+        st_odd_lo = _bf16_operand(st_odd - st_odd_hi.to(tl.float32), INTERPRETED)
     k_sum = k_sum_ptr + bh.to(tl.int64) * dim
     z_even = tl.load(k_sum + 2 * pair, mask=even_ok, other=0.0)
     z_odd = tl.load(k_sum + 2 * pair + 1, mask=odd_ok, other=0.0)
 
-    n = block * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = n < tokens
-    rows = n.to(tl.int64)[:, None]
-    q_base = q_ptr + b * stride_qb + h * stride_qh + rows * stride_qn
-    q_even = tl.load(q_base + 2 * pair[None, :], mask=n_ok[:, None] & even_ok[None, :], other=0.0)
-    q_odd = tl.load(q_base + 2 * pair[None, :] + 1, mask=n_ok[:, None] & odd_ok[None, :], other=0.0)
-    q_even = tl.maximum(q_even.to(tl.float32), 0.0)
-    q_odd = tl.maximum(q_odd.to(tl.float32), 0.0)
+    q_head = q_ptr + b * stride_qb + h * stride_qh
+    out_head = out_ptr + b * stride_ob + h * stride_oh
+    for tile in range(first_tile, tl.cdiv(tokens, BLOCK_N), tile_step):
+        n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = n < tokens
+        rows = n.to(tl.int64)[:, None]
+        q_base = q_head + rows * stride_qn
+        q_even = tl.load(q_base + 2 * pair[None, :], mask=n_ok[:, None] & even_ok[None, :], other=0.0)
+        q_odd = tl.load(q_base + 2 * pair[None, :] + 1, mask=n_ok[:, None] & odd_ok[None, :], other=0.0)
+        q_even = tl.maximum(q_even.to(tl.float32), 0.0)
+        q_odd = tl.maximum(q_odd.to(tl.float32), 0.0)
 
-    # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
-    denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
-    if HAS_ROPE:
-        table = rows * half_dim + pair[None, :]
-        table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
-        cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
-        sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
-        q_even, q_odd = q_even * cos - q_odd * sin, q_even * sin + q_odd * cos
-    numerator = tl.dot(q_even, st_even, input_precision=PRECISION)
-    numerator = tl.dot(q_odd, st_odd, numerator, input_precision=PRECISION)
-    out = numerator / denominator[:, None]
+        # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
+        denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
+        if HAS_ROPE:
+            table = rows * half_dim + pair[None, :]
+            table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
+            cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
+            sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
+            q_even, q_odd = q_even * cos - q_odd * sin, q_even * sin + q_odd * cos
+        if BF16_DOTS:
+            q_even = _bf16_operand(q_even, INTERPRETED)
+            q_odd = _bf16_operand(q_odd, INTERPRETED)
+            numerator = tl.dot(q_even, st_even_hi)
+            numerator = tl.dot(q_even, st_even_lo, numerator)
+            numerator = tl.dot(q_odd, st_odd_hi, numerator)
+            numerator = tl.dot(q_odd, st_odd_lo, numerator)
+        else:
+            numerator = tl.dot(q_even, st_even, input_precision=PRECISION)
+            numerator = tl.dot(q_odd, st_odd, numerator, input_precision=PRECISION)
+        out = numerator / denominator[:, None]
 
-    out_ptrs = out_ptr + b * stride_ob + h * stride_oh + rows * stride_on + cols_v[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=n_ok[:, None] & v_ok[None, :])
+        out_ptrs = out_head + rows * stride_on + cols_v[None, :]
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=n_ok[:, None] & v_ok[None, :])
 
 
 check_interpret_mode(_output_kernel)  # all kernels above are defined in the same mode
@@ -241,6 +285,14 @@ def _split_tokens(bh: int, tokens: int, block_n: int, device: torch.device) -> i
     return triton.cdiv(tiles, splits) * block_n
 
 
+def _output_programs(bh: int, tiles: int, device: torch.device) -> int:
+    """Phase-2 programs per b·h: about PROGRAMS_PER_SM per SM in all, never more than the tiles. Each
+    loads S once, so fewer, longer programs read less of it; on the CPU (interpreter) one per tile."""
+    if device.type != "cuda" or INTERPRET:
+        return max(tiles, 1)
+    return max(1, min(tiles, triton.cdiv(PROGRAMS_PER_SM * _multiprocessors(device), bh)))
+
+
 def _channel_strides(x: torch.Tensor) -> torch.Tensor:
     # The kernels address channels with unit stride; any other strides over B, N, H are fine.
     return x if x.stride(-1) == 1 else x.contiguous()
@@ -257,11 +309,13 @@ def linear_attention(
     *,
     block_n: int = BLOCK_N,
     split_tokens: int | None = None,
+    output_programs: int | None = None,
     num_warps: int | None = None,
 ):
-    """As `eager.linear_attention`. block_n and split_tokens (a multiple of block_n) override the
-    tiling, so tests can reach several tiles and several splits with few tokens; num_warps overrides
-    the warps per program (benchmarks/ops_step.py --sweep tries them)."""
+    """As `eager.linear_attention`. block_n, split_tokens (a multiple of block_n) and output_programs
+    (phase-2 programs per b·h) override the tiling, so tests can reach several tiles, splits and tiles
+    per program with few tokens; num_warps overrides the warps per program (benchmarks/ops_step.py
+    --sweep tries them)."""
     if torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, *(initial_state or ()))
     ):
@@ -302,6 +356,7 @@ def linear_attention(
     # elements each (d = d_v = 112 pads to 128 × 64), so they do not spill.
     num_warps = num_warps or (8 if block_dv * block_half > 2048 else 4)
     precision = DOT_PRECISION.get(q.dtype, "tf32x3")
+    bf16_dots = q.dtype == k.dtype == v.dtype == torch.bfloat16
 
     partial_kv = _empty((splits, batch, heads, dim_v, dim), torch.float32, device)
     partial_k_sum = _empty((splits, batch, heads, dim), torch.float32, device)
@@ -329,6 +384,8 @@ def linear_attention(
         HAS_ROPE=rope is not None,
         HAS_INITIAL=initial_state is not None,
         PRECISION=precision,
+        BF16_DOTS=bf16_dots,
+        INTERPRETED=INTERPRET,
         BLOCK_N=block_n,
         BLOCK_HALF=block_half,
         BLOCK_DV=block_dv,
@@ -342,7 +399,9 @@ def linear_attention(
         kv, k_sum = partial_kv.sum(0), partial_k_sum.sum(0)
 
     if tokens:
-        _output_kernel[(triton.cdiv(tokens, block_n), bh)](
+        tiles = triton.cdiv(tokens, block_n)
+        programs = output_programs or _output_programs(bh, tiles, device)
+        _output_kernel[(min(programs, tiles), bh)](
             q,
             cos,
             sin,
@@ -363,6 +422,8 @@ def linear_attention(
             eps,
             HAS_ROPE=rope is not None,
             PRECISION=precision,
+            BF16_DOTS=bf16_dots,
+            INTERPRETED=INTERPRET,
             BLOCK_N=block_n,
             BLOCK_HALF=block_half,
             BLOCK_DV=block_dv,
