@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import math
 import statistics
 import time
@@ -81,7 +82,7 @@ def cases(batch, grid, heads, head_dim, hidden, dtype):
 
 
 def sweep_linear_attention(args) -> list[tuple]:
-    """The Triton linear attention under each (tokens per tile, warps per program), against eager."""
+    """The Triton linear attention under each (tokens per tile, warps per program, pipeline stages)."""
     from sana_video.ops.linear_attention import triton_kernel
 
     gen = torch.Generator("cuda").manual_seed(0)
@@ -93,21 +94,54 @@ def sweep_linear_attention(args) -> list[tuple]:
     with torch.no_grad(), use_backend("linear_attention", "eager"):
         reference = attention(q, k, v, rope, fp32=True)
     rows = []
-    for block_n in (32, 64, 128):
-        for warps in (4, 8):
+    for block_n, warps, stages in itertools.product((32, 64, 128), (4, 8), (1, 2)):
 
-            def call(block_n=block_n, warps=warps):
-                return triton_kernel.linear_attention(q, k, v, rope, None, False, 1e-15, block_n=block_n,
-                                                      num_warps=warps)[0]  # fmt: skip
+        def call(block_n=block_n, warps=warps, stages=stages):
+            return triton_kernel.linear_attention(q, k, v, rope, None, False, 1e-15, block_n=block_n,
+                                                  num_warps=warps, num_stages=stages)[0]  # fmt: skip
 
-            try:
-                with torch.no_grad():
-                    out = call()
-                    seconds = timed(call, args.warmup, args.repeats)
-                rows.append(("linear_attention", f"triton n{block_n} w{warps}", seconds * 1e3, moved / seconds / 1e9,
-                             rel_err(out, reference)))  # fmt: skip
-            except Exception as error:  # a tiling that does not compile is a result too
-                print(f"block_n {block_n}, warps {warps}: {type(error).__name__}: {str(error)[:200]}")
+        label = f"triton n{block_n} w{warps} s{stages}"
+        try:
+            with torch.no_grad():
+                out = call()
+                seconds = timed(call, args.warmup, args.repeats)
+            rows.append(
+                ("linear_attention", label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference))
+            )
+        except Exception as error:  # a tiling that does not compile is a result too
+            print(f"{label}: {type(error).__name__}: {str(error)[:120]}")
+    return rows
+
+
+def sweep_dwconv(args) -> list[tuple]:
+    """The Triton SiLU + depthwise conv + GLU under each (columns, channels per program, SiLU form)."""
+    from sana_video.ops.mixffn_conv import triton_kernel
+
+    gen = torch.Generator("cuda").manual_seed(0)
+    z = torch.randn(args.batch, math.prod(args.grid), 2 * args.hidden, generator=gen, device="cuda")
+    weight = (torch.randn(2 * args.hidden, 1, 3, 3, generator=gen, device="cuda") * 0.3).bfloat16()
+    bias = (torch.randn(2 * args.hidden, generator=gen, device="cuda") * 0.1).bfloat16()
+    zb = z.bfloat16()
+    moved = 1.5 * zb.numel() * zb.element_size()
+    with torch.no_grad(), use_backend("silu_dwconv_glu", "naive"):
+        reference = silu_dwconv_glu(zb, weight, bias, args.grid)
+    rows = []
+    for block_c, block_h, fast in itertools.product((32, 64), (32, 64, 128), (False, True)):
+
+        def call(block_c=block_c, block_h=block_h, fast=fast):
+            return triton_kernel.silu_dwconv_glu(zb, weight, bias, tuple(args.grid), block_c=block_c,
+                                                 block_h=block_h, fast_silu=fast)  # fmt: skip
+
+        label = f"triton c{block_c} h{block_h}" + (" tanh" if fast else "")
+        try:
+            with torch.no_grad():
+                out = call()
+                seconds = timed(call, args.warmup, args.repeats)
+            rows.append(
+                ("silu_dwconv_glu", label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference))
+            )
+        except Exception as error:
+            print(f"{label}: {type(error).__name__}: {str(error)[:120]}")
     return rows
 
 
@@ -123,7 +157,9 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--ops", nargs="*", help="only these ops (default: all)")
     parser.add_argument(
-        "--sweep", action="store_true", help="also time the linear attention kernel's tilings"
+        "--sweep",
+        action="store_true",
+        help="also time the linear attention's and the depthwise conv's Triton tilings",
     )
     args = parser.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -157,12 +193,14 @@ def main() -> None:
                 torch._dynamo.reset()
     if args.sweep and (not args.ops or "linear_attention" in args.ops):
         rows += sweep_linear_attention(args)
+    if args.sweep and (not args.ops or "silu_dwconv_glu" in args.ops):
+        rows += sweep_dwconv(args)
     print(
         f"\nbatch {args.batch}, grid {tuple(args.grid)}, heads {args.heads}×{args.head_dim}, hidden {args.hidden}, bf16"
     )
-    print(f"{'op':<20} {'backend':<16} {'ms':>8} {'per step':>9} {'GB/s':>7} {'rel err':>9}")
+    print(f"{'op':<20} {'backend':<20} {'ms':>8} {'per step':>9} {'GB/s':>7} {'rel err':>9}")
     for op, label, ms, rate, err in rows:
-        print(f"{op:<20} {label:<16} {ms:8.3f} {20 * ms:8.1f}ms {rate:7.0f} {err:9.2e}")
+        print(f"{op:<20} {label:<20} {ms:8.3f} {20 * ms:8.1f}ms {rate:7.0f} {err:9.2e}")
 
 
 if __name__ == "__main__":

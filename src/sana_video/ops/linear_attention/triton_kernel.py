@@ -59,6 +59,17 @@ def _bf16_operand(x, INTERPRETED: tl.constexpr):
     return x.to(tl.bfloat16)
 
 
+@triton.jit
+def _load_pairs(row_ptrs, n_ok, dim, BLOCK_N: tl.constexpr, BLOCK_HALF: tl.constexpr):
+    """φ of a [BLOCK_N, d] tile (rows at row_ptrs, channels contiguous) as its even and odd channels,
+    each [BLOCK_N, BLOCK_HALF] fp32. One contiguous (vectorised) load, split into the pairs in registers:
+    two stride-2 loads would issue 2-byte accesses. Padding rows and channels load as 0 = φ(0)."""
+    cols = tl.arange(0, 2 * BLOCK_HALF)
+    x = tl.load(row_ptrs + cols[None, :], mask=n_ok[:, None] & (cols < dim)[None, :], other=0.0)
+    x = tl.maximum(x.to(tl.float32), 0.0)
+    return tl.split(tl.reshape(x, (BLOCK_N, BLOCK_HALF, 2)))
+
+
 def _empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
     return out.fill_(float("nan")) if POISON_OUTPUTS else out
@@ -121,16 +132,7 @@ def _state_kernel(
         n_ok = n < end
         rows = n.to(tl.int64)[:, None]
         # Padding rows and channels load as 0, and φ(0) = 0 adds nothing to S or z.
-        k_even = tl.load(
-            k_base + rows * stride_kn + 2 * pair[None, :], mask=n_ok[:, None] & even_ok[None, :], other=0.0
-        )
-        k_odd = tl.load(
-            k_base + rows * stride_kn + 2 * pair[None, :] + 1,
-            mask=n_ok[:, None] & odd_ok[None, :],
-            other=0.0,
-        )
-        k_even = tl.maximum(k_even.to(tl.float32), 0.0)
-        k_odd = tl.maximum(k_odd.to(tl.float32), 0.0)
+        k_even, k_odd = _load_pairs(k_base + rows * stride_kn, n_ok, dim, BLOCK_N, BLOCK_HALF)
         z_even += tl.sum(k_even, axis=0)  # z takes φ(k) before RoPE: the denominator is unrotated
         z_odd += tl.sum(k_odd, axis=0)
         if HAS_ROPE:
@@ -237,10 +239,7 @@ def _output_kernel(
         n_ok = n < tokens
         rows = n.to(tl.int64)[:, None]
         q_base = q_head + rows * stride_qn
-        q_even = tl.load(q_base + 2 * pair[None, :], mask=n_ok[:, None] & even_ok[None, :], other=0.0)
-        q_odd = tl.load(q_base + 2 * pair[None, :] + 1, mask=n_ok[:, None] & odd_ok[None, :], other=0.0)
-        q_even = tl.maximum(q_even.to(tl.float32), 0.0)
-        q_odd = tl.maximum(q_odd.to(tl.float32), 0.0)
+        q_even, q_odd = _load_pairs(q_base, n_ok, dim, BLOCK_N, BLOCK_HALF)
 
         # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
         denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
@@ -311,11 +310,12 @@ def linear_attention(
     split_tokens: int | None = None,
     output_programs: int | None = None,
     num_warps: int | None = None,
+    num_stages: int | None = None,
 ):
     """As `eager.linear_attention`. block_n, split_tokens (a multiple of block_n) and output_programs
     (phase-2 programs per b·h) override the tiling, so tests can reach several tiles, splits and tiles
-    per program with few tokens; num_warps overrides the warps per program (benchmarks/ops_step.py
-    --sweep tries them)."""
+    per program with few tokens; num_warps (warps per program) and num_stages (the depth of Triton's
+    load pipeline) override the defaults (benchmarks/ops_step.py --sweep tries them)."""
     if torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, *(initial_state or ()))
     ):
@@ -356,6 +356,9 @@ def linear_attention(
     # elements each (d = d_v = 112 pads to 128 × 64), so they do not spill.
     num_warps = num_warps or (8 if block_dv * block_half > 2048 else 4)
     precision = DOT_PRECISION.get(q.dtype, "tf32x3")
+    # Loads in flight: two tiles at a time fit the shared memory beside S's bf16 operands (H200: 228 KiB
+    # per SM); fp32 operands are twice the size and the default 3 stages overflowed it at d = 112.
+    num_stages = num_stages or (2 if q.dtype == torch.bfloat16 else 1)
     bf16_dots = q.dtype == k.dtype == v.dtype == torch.bfloat16
 
     partial_kv = _empty((splits, batch, heads, dim_v, dim), torch.float32, device)
@@ -390,6 +393,7 @@ def linear_attention(
         BLOCK_HALF=block_half,
         BLOCK_DV=block_dv,
         num_warps=num_warps,
+        num_stages=num_stages,
     )
     if splits == 1:
         kv, k_sum = partial_kv[0], partial_k_sum[0]
@@ -428,5 +432,6 @@ def linear_attention(
             BLOCK_HALF=block_half,
             BLOCK_DV=block_dv,
             num_warps=num_warps,
+            num_stages=num_stages,
         )
     return out, ((kv, k_sum) if output_final_state else None)
