@@ -82,7 +82,8 @@ def cases(batch, grid, heads, head_dim, hidden, dtype):
 
 
 def sweep_linear_attention(args) -> list[tuple]:
-    """The Triton linear attention under each (tokens per tile, warps per program, pipeline stages)."""
+    """The Triton linear attention with one phase's tiling changed at a time (tokens per tile / warps /
+    pipeline stages, programs per SM), the other at its default."""
     from sana_video.ops.linear_attention import triton_kernel
 
     gen = torch.Generator("cuda").manual_seed(0)
@@ -93,14 +94,26 @@ def sweep_linear_attention(args) -> list[tuple]:
     moved = 4 * q.numel() * q.element_size()
     with torch.no_grad(), use_backend("linear_attention", "eager"):
         reference = attention(q, k, v, rope, fp32=True)
+    tokens = shape[1]
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    default = triton_kernel.TILING[torch.bfloat16]
+    tilings = [triton_kernel.Tiling(*t) for t in itertools.product((64, 128), (4, 8), (1, 2))]
+    configs = [(f"state {t.block_n}/{t.num_warps}/{t.num_stages}", {"tiling": t, "output_tiling": default})
+               for t in tilings]  # fmt: skip
+    configs += [(f"output {t.block_n}/{t.num_warps}/{t.num_stages}", {"output_tiling": t}) for t in tilings]
+    bh = shape[0] * shape[2]
+    for per_sm in (1, 2, 4):  # phase-1 programs per SM, in whole tiles
+        splits = max(1, per_sm * sms // bh)
+        split = math.ceil(math.ceil(tokens / default.block_n) / splits) * default.block_n
+        configs.append((f"splits {splits}", {"split_tokens": split}))
+    for per_sm in (2, 8):  # phase-2 programs per SM (default 4)
+        configs.append((f"outputs {per_sm}/SM", {"output_programs": max(1, per_sm * sms // bh)}))
     rows = []
-    for block_n, warps, stages in itertools.product((32, 64, 128), (4, 8), (1, 2)):
+    for label, kwargs in configs:
 
-        def call(block_n=block_n, warps=warps, stages=stages):
-            return triton_kernel.linear_attention(q, k, v, rope, None, False, 1e-15, block_n=block_n,
-                                                  num_warps=warps, num_stages=stages)[0]  # fmt: skip
+        def call(kwargs=kwargs):
+            return triton_kernel.linear_attention(q, k, v, rope, None, False, 1e-15, **kwargs)[0]
 
-        label = f"triton n{block_n} w{warps} s{stages}"
         try:
             with torch.no_grad():
                 out = call()

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# The transformer step's fast paths on the lent GPU (device tool), in one call: the CUDA-only code paths'
-# tests (tests/ops: every Triton kernel compiled, bf16 linear attention on the tensor cores, the compile-only
-# depthwise conv), then benchmarks/ops_step.py for the ops named by OPS (with their Triton tiling sweeps), then benchmarks/transformer_step.py in the modes named by MODES, then one profiled step
-# (PROFILE_ARGS).
+# The transformer step's fast paths on the lent GPU (device tool), in one call: the tests named by TESTS
+# (default: the Triton kernels' tests, compiled), benchmarks/ops_step.py for the ops named by OPS with their
+# Triton tiling sweeps (OPS= skips it), benchmarks/transformer_step.py in the modes named by MODES, then one
+# profiled step (PROFILE_ARGS).
 # Carry [".whl"]. Each part has its own time limit, so a slow part cannot starve the next.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/diffusers-*.whl .whl/importlib_metadata-*.whl || exit 1
 export PYTHONPATH=/tmp/site:src TRITON_INTERPRET=0
 nvidia-smi --query-gpu=name --format=csv,noheader
-timeout "${TEST_S:-100}" python3 -m pytest -q --maxfail=5 -p no:cacheprovider tests/ops 2>&1 | tail -8
-OPS=${OPS:-linear_attention silu_dwconv_glu}
+TESTS=${TESTS:-tests/ops/test_linear_attention_triton.py tests/ops/test_mixffn_conv.py tests/ops/test_fused_model.py}
+timeout "${TEST_S:-120}" python3 -m pytest -q --maxfail=5 -p no:cacheprovider $TESTS 2>&1 | tail -8
+OPS=${OPS-linear_attention}
 [ -n "$OPS" ] && timeout "${OPS_S:-120}" python3 benchmarks/ops_step.py --sweep --ops $OPS 2>&1 \
     | grep -v -i warn | tail -34
-MODES=${MODES:-compiled compiled+la compiled+la+dwconv compiled+la+shifted diffusers-compiled}
+MODES=${MODES:-compiled compiled+plain compiled+fp8 diffusers-compiled}
 timeout "${BENCH_S:-240}" python3 benchmarks/transformer_step.py --modes $MODES 2>&1 \
     | grep -v -i -e warn -e "originates from" -e "^  File" -e "^    " | grep -v "^$" | tail -20
 (cd benchmarks && PYTHONPATH=/tmp/site:../src timeout "${PROFILE_S:-80}" python3 profile_step.py \
-    ${PROFILE_ARGS:---force la+dwconv} --top 20 2>&1 | grep -v -i warn | tail -23)
+    ${PROFILE_ARGS:-} --top 20 2>&1 | grep -v -i warn | tail -23)

@@ -25,6 +25,7 @@ DEVICE = "cpu" if triton_kernel.INTERPRET else "cuda"
 # rounds to nearest, one more ulp); the fp32 state from half inputs may use TF32 products on a GPU.
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 STATE_TOL_HALF = 2e-3
+SMALL_TILES = triton_kernel.Tiling(block_n=16, num_warps=4, num_stages=1)  # several tiles from few tokens
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +126,7 @@ def test_bf16_takes_eager_bf16_operands(output_programs):
     q, k, v, rope, initial = _inputs(batch=1, tokens=37, heads=2, dim=112, dim_v=112, state=True)
     half = [t.to(torch.bfloat16) for t in (q, k, v)]
     out, final = triton_kernel.linear_attention(
-        *half, rope, initial, True, 1e-15, block_n=16, output_programs=output_programs
+        *half, rope, initial, True, 1e-15, tiling=SMALL_TILES, output_programs=output_programs
     )
     ref_out, ref_final = eager.linear_attention(*half, rope, initial, True, 1e-15)
     assert torch.isfinite(out).all() and rel_err(out, ref_out) <= 1e-2
@@ -138,11 +139,11 @@ def test_several_tiles_and_splits(split_tokens):
     states are added afterwards. The initial state must be added exactly once."""
     q, k, v, rope, initial = _inputs(tokens=37, dim_v=16, state=True)
     got = triton_kernel.linear_attention(
-        q, k, v, rope, initial, True, 1e-15, block_n=16, split_tokens=split_tokens
+        q, k, v, rope, initial, True, 1e-15, tiling=SMALL_TILES, split_tokens=split_tokens
     )
     _check(got, eager.linear_attention(q, k, v, rope, initial, True, 1e-15), TOL[torch.float32])
     again = triton_kernel.linear_attention(
-        q, k, v, rope, initial, True, 1e-15, block_n=16, split_tokens=split_tokens
+        q, k, v, rope, initial, True, 1e-15, tiling=SMALL_TILES, split_tokens=split_tokens
     )
     # No atomics: the same bits on every run.
     assert torch.equal(got[0], again[0]) and all(map(torch.equal, got[1], again[1]))
@@ -193,17 +194,18 @@ def test_refuses_inputs_that_need_gradients():
 
 
 def test_backend_choice(monkeypatch):
-    """Opt-in for now (eager is chosen everywhere); where forced it runs, and it is only available for
-    CUDA tensors that need no gradient (CPU tensors and training stay on eager)."""
-    cpu, cuda = torch.zeros(2, 7, 3, 24), torch.zeros(2, 7, 3, 24, device="meta")
+    """The default for half-precision CUDA tensors that need no gradient; CPU tensors, fp32 and training
+    stay on eager; forced, it runs anywhere."""
+    cpu = torch.zeros(2, 7, 3, 24, dtype=torch.bfloat16)
+    cuda = torch.zeros(2, 7, 3, 24, device="meta", dtype=torch.bfloat16)
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
     assert dispatch.resolve("linear_attention", cpu) is eager.linear_attention
-    assert dispatch.resolve("linear_attention", cuda) is eager.linear_attention
+    assert dispatch.resolve("linear_attention", cuda) is triton_kernel.linear_attention
+    assert dispatch.resolve("linear_attention", cuda.half()) is triton_kernel.linear_attention
+    assert dispatch.resolve("linear_attention", cuda.float()) is eager.linear_attention
+    assert dispatch.resolve("linear_attention", cuda.clone().requires_grad_()) is eager.linear_attention
     with use_backend("linear_attention", "triton"):
-        assert dispatch.resolve("linear_attention", cuda) is triton_kernel.linear_attention
-    (backend,) = [b for b in dispatch._backends["linear_attention"] if b.name == "triton"]
-    assert backend.available(cuda) and not backend.available(cpu)
-    assert not backend.available(cuda.requires_grad_())
+        assert dispatch.resolve("linear_attention", cpu) is triton_kernel.linear_attention
 
 
 def test_split_heuristic(monkeypatch):

@@ -215,17 +215,18 @@ def test_refuses_inputs_that_need_gradients():
 
 
 def test_backend_choice(monkeypatch):
-    """Opt-in for now (eager, the model's own code, is chosen everywhere); where forced the kernel runs,
-    and it is only available for CUDA tensors that need no gradient (CPU tensors and training stay on
-    eager)."""
-    cpu, cuda = torch.zeros(2, 12, 16), torch.zeros(2, 12, 16, device="meta")
+    """The default for half-precision CUDA tensors that need no gradient; CPU tensors, fp32 and training
+    stay on eager (the model's own code); forced, the kernel runs; without triton nothing offers it."""
+    cpu = torch.zeros(2, 12, 16, dtype=torch.bfloat16)
+    cuda = torch.zeros(2, 12, 16, device="meta", dtype=torch.bfloat16)
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
     assert dispatch.resolve("silu_dwconv_glu", cpu) is eager.silu_dwconv_glu
-    assert dispatch.resolve("silu_dwconv_glu", cuda) is eager.silu_dwconv_glu  # opt-in
+    assert dispatch.resolve("silu_dwconv_glu", cuda) is triton_kernel.silu_dwconv_glu
+    assert dispatch.resolve("silu_dwconv_glu", cuda.float()) is eager.silu_dwconv_glu
+    assert dispatch.resolve("silu_dwconv_glu", cuda.clone().requires_grad_()) is eager.silu_dwconv_glu
     with use_backend("silu_dwconv_glu", "triton"):
-        assert dispatch.resolve("silu_dwconv_glu", cuda) is triton_kernel.silu_dwconv_glu
+        assert dispatch.resolve("silu_dwconv_glu", cpu) is triton_kernel.silu_dwconv_glu
     assert mixffn_conv.triton_available(cuda) and not mixffn_conv.triton_available(cpu)
-    assert not mixffn_conv.triton_available(cuda.requires_grad_())
     monkeypatch.setattr(mixffn_conv, "triton_kernel", None)  # as without triton installed
     assert not mixffn_conv.triton_available(torch.zeros(2, 12, 16, device="meta"))
 

@@ -86,16 +86,16 @@ try:
 except ImportError:  # no triton here (or the interpreter mode changed after its import): eager serves
     triton_kernel = None
 else:
-    # CUDA only (interpreted on CPU tensors it is far slower than eager), and forward only: where q
-    # needs a gradient (training) eager runs, so autograd is never silently cut. Opt-in (negative
-    # priority: `ops.use_backend("linear_attention", "triton")`) until it has been compiled, checked and
-    # timed on a GPU; then it becomes the default there.
+    # The default for half-precision CUDA tensors that need no gradient: on an H200 it ran the 2B model's
+    # 480p attention in 1.5 ms a layer where eager took 10.7 ms (2.6 ms compiled; docs/PERFORMANCE.md).
+    # Interpreted on CPU tensors it is far slower than eager; where q needs a gradient (training) eager
+    # runs, so autograd is never silently cut; fp32 stays on eager, the exact path.
     dispatch.register(
         "linear_attention",
         "triton",
         triton_kernel.linear_attention,
-        priority=-1,
-        available=lambda x: x.is_cuda and not x.requires_grad,
+        priority=1,
+        available=lambda x: x.is_cuda and not x.requires_grad and x.dtype in (torch.float16, torch.bfloat16),
     )
 
 __all__ = ["LinearAttentionState", "linear_attention"]

@@ -24,6 +24,8 @@ keep fp32 operands (TF32 products, see DOT_PRECISION).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import triton
 import triton.language as tl
@@ -34,7 +36,19 @@ from sana_video.ops.triton_support import multiprocessors as _multiprocessors  #
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
 POISON_OUTPUTS = False
 
-BLOCK_N = 64  # tokens per tile in both phases
+
+class Tiling(NamedTuple):
+    """How one phase runs: tokens per tile, warps per program, depth of Triton's load pipeline."""
+
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+
+# Chosen by benchmarks/ops_step.py --sweep on an H200 (2B model, 480p, batch 2): 128-token tiles, 8
+# warps, no load pipelining ran both phases in 1.5 ms; 64-token tiles with 2 stages took 3.7 ms (the
+# stages' shared memory leaves fewer programs per SM). fp32 operands are twice the size: 64 tokens.
+TILING = {torch.bfloat16: Tiling(128, 8, 1), torch.float16: Tiling(64, 8, 1), torch.float32: Tiling(64, 8, 1)}
 MIN_SPLIT_TILES = 8  # a split of phase 1 sums at least this many tiles, so its partial S stays cheap
 PROGRAMS_PER_SM = 4  # phase 2 runs about this many programs per SM, each loading S once
 
@@ -306,16 +320,15 @@ def linear_attention(
     output_final_state: bool,
     eps: float,
     *,
-    block_n: int = BLOCK_N,
+    tiling: Tiling | None = None,
+    output_tiling: Tiling | None = None,
     split_tokens: int | None = None,
     output_programs: int | None = None,
-    num_warps: int | None = None,
-    num_stages: int | None = None,
 ):
-    """As `eager.linear_attention`. block_n, split_tokens (a multiple of block_n) and output_programs
-    (phase-2 programs per b·h) override the tiling, so tests can reach several tiles, splits and tiles
-    per program with few tokens; num_warps (warps per program) and num_stages (the depth of Triton's
-    load pipeline) override the defaults (benchmarks/ops_step.py --sweep tries them)."""
+    """As `eager.linear_attention`. tiling (both phases, or phase 1 where output_tiling is given),
+    split_tokens (a multiple of phase 1's block_n) and output_programs (phase-2 programs per b·h)
+    override the defaults, so tests can reach several tiles, splits and tiles per program with few
+    tokens, and benchmarks/ops_step.py --sweep can try tilings."""
     if torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (q, k, v, *(initial_state or ()))
     ):
@@ -333,10 +346,12 @@ def linear_attention(
         k_sum = torch.zeros(batch, heads, dim, device=device)
         return out, ((kv, k_sum) if output_final_state else None)
 
+    tiling = tiling or TILING.get(q.dtype, TILING[torch.float32])
+    output_tiling = output_tiling or tiling
     if split_tokens is None:
-        split_tokens = _split_tokens(bh, tokens, block_n, device)
-    elif split_tokens % block_n:
-        raise ValueError(f"split_tokens ({split_tokens}) must be a multiple of block_n ({block_n})")
+        split_tokens = _split_tokens(bh, tokens, tiling.block_n, device)
+    elif split_tokens % tiling.block_n:
+        raise ValueError(f"split_tokens ({split_tokens}) must be a multiple of block_n ({tiling.block_n})")
     splits = max(triton.cdiv(tokens, split_tokens), 1)
 
     half_dim = dim // 2
@@ -352,13 +367,7 @@ def linear_attention(
     # tl.dot needs every block dim ≥ 16; padding channels are masked to 0.
     block_half = max(16, triton.next_power_of_2(triton.cdiv(dim, 2)))
     block_dv = max(16, triton.next_power_of_2(dim_v))
-    # Two fp32 [d_v, d/2] accumulators (or Sᵀ halves) live in registers: 8 warps once they pass 2K
-    # elements each (d = d_v = 112 pads to 128 × 64), so they do not spill.
-    num_warps = num_warps or (8 if block_dv * block_half > 2048 else 4)
     precision = DOT_PRECISION.get(q.dtype, "tf32x3")
-    # Loads in flight: two tiles at a time fit the shared memory beside S's bf16 operands (H200: 228 KiB
-    # per SM); fp32 operands are twice the size and the default 3 stages overflowed it at d = 112.
-    num_stages = num_stages or (2 if q.dtype == torch.bfloat16 else 1)
     bf16_dots = q.dtype == k.dtype == v.dtype == torch.bfloat16
 
     partial_kv = _empty((splits, batch, heads, dim_v, dim), torch.float32, device)
@@ -389,11 +398,11 @@ def linear_attention(
         PRECISION=precision,
         BF16_DOTS=bf16_dots,
         INTERPRETED=INTERPRET,
-        BLOCK_N=block_n,
+        BLOCK_N=tiling.block_n,
         BLOCK_HALF=block_half,
         BLOCK_DV=block_dv,
-        num_warps=num_warps,
-        num_stages=num_stages,
+        num_warps=tiling.num_warps,
+        num_stages=tiling.num_stages,
     )
     if splits == 1:
         kv, k_sum = partial_kv[0], partial_k_sum[0]
@@ -403,7 +412,7 @@ def linear_attention(
         kv, k_sum = partial_kv.sum(0), partial_k_sum.sum(0)
 
     if tokens:
-        tiles = triton.cdiv(tokens, block_n)
+        tiles = triton.cdiv(tokens, output_tiling.block_n)
         programs = output_programs or _output_programs(bh, tiles, device)
         _output_kernel[(min(programs, tiles), bh)](
             q,
@@ -428,10 +437,10 @@ def linear_attention(
             PRECISION=precision,
             BF16_DOTS=bf16_dots,
             INTERPRETED=INTERPRET,
-            BLOCK_N=block_n,
+            BLOCK_N=output_tiling.block_n,
             BLOCK_HALF=block_half,
             BLOCK_DV=block_dv,
-            num_warps=num_warps,
-            num_stages=num_stages,
+            num_warps=output_tiling.num_warps,
+            num_stages=output_tiling.num_stages,
         )
     return out, ((kv, k_sum) if output_final_state else None)
