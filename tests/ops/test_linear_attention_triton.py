@@ -200,12 +200,12 @@ def test_backend_choice(monkeypatch):
     cuda = torch.zeros(2, 7, 3, 24, device="meta", dtype=torch.bfloat16)
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
     assert dispatch.resolve("linear_attention", cpu) is eager.linear_attention
-    assert dispatch.resolve("linear_attention", cuda) is triton_kernel.linear_attention
-    assert dispatch.resolve("linear_attention", cuda.half()) is triton_kernel.linear_attention
+    assert dispatch.resolve("linear_attention", cuda) is triton_kernel.linear_attention_op
+    assert dispatch.resolve("linear_attention", cuda.half()) is triton_kernel.linear_attention_op
     assert dispatch.resolve("linear_attention", cuda.float()) is eager.linear_attention
     assert dispatch.resolve("linear_attention", cuda.clone().requires_grad_()) is eager.linear_attention
     with use_backend("linear_attention", "triton"):
-        assert dispatch.resolve("linear_attention", cpu) is triton_kernel.linear_attention
+        assert dispatch.resolve("linear_attention", cpu) is triton_kernel.linear_attention_op
 
 
 def test_split_heuristic(monkeypatch):
@@ -217,3 +217,22 @@ def test_split_heuristic(monkeypatch):
     assert split % 64 == 0 and math.ceil(32760 / split) == 14
     assert triton_kernel._split_tokens(20, 7, 64, cuda) == 64  # a short chunk stays one program per head
     assert triton_kernel._split_tokens(20, 32760, 64, torch.device("cpu")) >= 32760
+
+
+def test_dispatch_runs_one_opaque_op_that_compiles():
+    """What dispatch runs is one custom op (Inductor calls it, rather than tracing the kernels): the
+    same bits as the kernel called directly, eager and under torch.compile(fullgraph=True), and it
+    passes torch.library's checks (fake shapes, no aliasing)."""
+    q, k, v, rope, initial = _inputs(tokens=9, dim_v=16, state=True)
+    direct = triton_kernel.linear_attention(q, k, v, rope, initial, True, 1e-15)
+    opaque = triton_kernel.linear_attention_op(q, k, v, rope, initial, True, 1e-15)
+    compiled = torch.compile(triton_kernel.linear_attention_op, fullgraph=True, backend="aot_eager")
+    traced = compiled(q, k, v, rope, initial, True, 1e-15)
+    for got in (opaque, traced):
+        assert torch.equal(got[0], direct[0]) and all(map(torch.equal, got[1], direct[1]))
+    assert triton_kernel.linear_attention_op(q, k, v, None, None, False, 1e-15)[1] is None
+    torch.library.opcheck(
+        triton_kernel._linear_attention_op,
+        (q, k, v, *rope, *initial, 1e-15),
+        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+    )

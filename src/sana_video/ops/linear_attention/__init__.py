@@ -93,7 +93,7 @@ else:
     dispatch.register(
         "linear_attention",
         "triton",
-        triton_kernel.linear_attention,
+        triton_kernel.linear_attention_op,
         priority=1,
         available=lambda x: x.is_cuda and not x.requires_grad and x.dtype in (torch.float16, torch.bfloat16),
     )
