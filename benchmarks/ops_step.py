@@ -127,7 +127,8 @@ def sweep_linear_attention(args) -> list[tuple]:
 
 
 def sweep_dwconv(args) -> list[tuple]:
-    """The Triton SiLU + depthwise conv + GLU under each (columns, channels per program, SiLU form)."""
+    """The Triton SiLU + depthwise conv + GLU under each (columns, channels per program, column shifts by
+    loads or by tl.dot)."""
     from sana_video.ops.mixffn_conv import triton_kernel
 
     gen = torch.Generator("cuda").manual_seed(0)
@@ -139,13 +140,13 @@ def sweep_dwconv(args) -> list[tuple]:
     with torch.no_grad(), use_backend("silu_dwconv_glu", "naive"):
         reference = silu_dwconv_glu(zb, weight, bias, args.grid)
     rows = []
-    for block_c, block_h, fast in itertools.product((32, 64), (32, 64, 128), (False, True)):
+    for block_c, block_h, dot in itertools.product((16, 32, 64), (32, 64), (False, True)):
 
-        def call(block_c=block_c, block_h=block_h, fast=fast):
+        def call(block_c=block_c, block_h=block_h, dot=dot):
             return triton_kernel.silu_dwconv_glu(zb, weight, bias, tuple(args.grid), block_c=block_c,
-                                                 block_h=block_h, fast_silu=fast)  # fmt: skip
+                                                 block_h=block_h, shift_by_dot=dot)  # fmt: skip
 
-        label = f"triton c{block_c} h{block_h}" + (" tanh" if fast else "")
+        label = f"triton c{block_c} h{block_h}" + (" dot" if dot else "")
         try:
             with torch.no_grad():
                 out = call()
@@ -191,8 +192,6 @@ def main() -> None:
             runs = [(default, default, False), ("triton", "triton", False)]
             if not args.no_compile:
                 runs.insert(1, (f"{default}+compile", default, True))
-                if "shifted" in dispatch.backends(op):  # written for torch.compile only
-                    runs.append(("shifted+compile", "shifted", True))
             for label, backend, compiled in runs:
                 try:
                     with use_backend(op, backend):

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--text-len", type=int, default=300)
     parser.add_argument("--eager", action="store_true", help="do not compile the blocks")
     parser.add_argument("--force", type=parse_mode, default="", help="backends to force, as transformer_step's modes: "
-                        "fused, la, dwconv, norms, shifted, joined by '+'")  # fmt: skip
+                        "fused, la, dwconv, norms, plain, joined by '+'")  # fmt: skip
     parser.add_argument("--fp8", action="store_true")
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()

@@ -63,7 +63,6 @@ FORCED = {
     "la": {"linear_attention": "triton"},
     "dwconv": {"silu_dwconv_glu": "triton"},
     "norms": {"layer_norm_modulate": "triton", "rms_norm": "triton"},
-    "shifted": {"silu_dwconv_glu": "shifted"},  # the compile-only depthwise conv (ops.mixffn_conv.shifted)
     "plain": {"linear_attention": "eager", "silu_dwconv_glu": "eager"},  # PyTorch where Triton is default
 }
 MODE_WORDS = ("compiled", "fp8", "diffusers-compiled", *FORCED)
@@ -110,7 +109,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="*", default=[], type=parse_mode,
                         help="besides eager, words joined by '+': compiled (torch.compile block by block), fp8 "
                         "(model.fp8), fused (every Triton kernel forced), la / dwconv / norms (one Triton "
-                        "kernel), shifted (the compile-only depthwise conv), plain (PyTorch for the ops whose "
+                        "kernel), plain (PyTorch for the ops whose "
                         "Triton kernel is the CUDA default); or diffusers-compiled")  # fmt: skip
     args = parser.parse_args()
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from sana_video.model.mixffn import MixFFN
 from sana_video.ops import dispatch, mixffn_conv, use_backend
-from sana_video.ops.mixffn_conv import eager, naive, shifted, silu_dwconv_glu
+from sana_video.ops.mixffn_conv import eager, naive, silu_dwconv_glu
 from tests.conftest import rel_err
 
 triton_kernel = pytest.importorskip("sana_video.ops.mixffn_conv.triton_kernel", exc_type=ImportError)
@@ -119,28 +119,28 @@ def test_blocks_meet_without_gaps_or_overlap(block_c, block_h, strip_rows):
     _check(out, _model_gate(module, z, grid), torch.float32)
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-@pytest.mark.parametrize("batch, grid", [(2, GRID), (1, (1, 1, 1)), (2, (2, 1, 6)), (1, (2, 4, 1))])
+@pytest.mark.parametrize(
+    "grid, strip_rows",
+    [
+        ((2, 5, 40), None),  # column blocks of 16: 16 + 16 + 8, each with halo columns from the next
+        ((1, 4, 33), 2),  # the last block holds one column; strips of 2 rows
+        ((2, 3, 7), None),  # one block wider than the frame: its halos are the frame's padding
+    ],
+)
 @torch.no_grad()
-def test_shifted_backend_matches_naive(batch, grid, compiled):
-    """The nine-shifted-taps form (for torch.compile), eager and compiled, against the fp32 reference."""
-    module = _mixffn(24, True, torch.float32)
-    z = _z(module, batch, grid)
+def test_shift_by_dot_matches_naive(grid, strip_rows):
+    """The variant that SiLUs each input once and shifts columns by tl.dot with 0/1 matrices (bf16
+    only): against the fp32 reference, within bf16 noise — a column shifted wrongly, or a halo lost
+    where blocks meet, is off by the size of the values. 40 channels: a partial channel block."""
+    module = _mixffn(40, True, torch.bfloat16)
+    z = _z(module, 2, grid, torch.bfloat16)
     weight, bias = module.conv_depth.weight, module.conv_depth.bias
-    fn = (
-        torch.compile(shifted.silu_dwconv_glu, fullgraph=True, dynamic=False)
-        if compiled
-        else shifted.silu_dwconv_glu
+    out = triton_kernel.silu_dwconv_glu(
+        z, weight, bias, grid, block_c=16, block_h=32, strip_rows=strip_rows, shift_by_dot=True
     )
-    _check(fn(z, weight, bias, grid), naive.silu_dwconv_glu(z, weight, bias, grid), torch.float32)
-    _check(fn(z, weight, None, grid), naive.silu_dwconv_glu(z, weight, None, grid), torch.float32)
-    if not compiled:  # bf16 in, bf16 out
-        zb, wb = z.bfloat16(), weight.bfloat16()
-        _check(
-            shifted.silu_dwconv_glu(zb, wb, None, grid),
-            naive.silu_dwconv_glu(zb, wb, None, grid),
-            torch.bfloat16,
-        )
+    _check(out, naive.silu_dwconv_glu(z, weight, bias, grid), torch.bfloat16)
+    with pytest.raises(ValueError, match="takes bf16"):
+        triton_kernel.silu_dwconv_glu(z.float(), weight.float(), bias.float(), grid, shift_by_dot=True)
 
 
 @pytest.mark.parametrize(

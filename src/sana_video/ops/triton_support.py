@@ -16,6 +16,18 @@ except AttributeError:  # triton before 3.4 has no knobs
     INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@triton.jit
+def bf16_operand(x, INTERPRETED: tl.constexpr):
+    """fp32 x rounded to nearest bf16 for tl.dot. Triton's interpreter has no bf16 arithmetic (its dot
+    multiplies the raw bits, its cast truncates), so there the rounding is done on the bits (round half
+    to even, as the GPU's cast) and the value stays fp32, where products of bf16 values are exact."""
+    if INTERPRETED:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+    return x.to(tl.bfloat16)
+
+
 def check_interpret_mode(kernel) -> None:
     """Triton's own library (tl.sum, tl.sigmoid, ...) was defined in the mode of triton's first import;
     kernels defined in the other mode cannot call it. Raise ImportError then, so the importing kernel

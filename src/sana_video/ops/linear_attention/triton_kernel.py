@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sana_video.ops.triton_support import INTERPRET, check_interpret_mode
+from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode
 from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
@@ -59,18 +59,6 @@ PROGRAMS_PER_SM = 4  # phase 2 runs about this many programs per SM, each loadin
 # and the same as an fp16 output's, so at most it doubles the error the cast makes anyway.
 # The interpreter multiplies in fp32 whatever this says.
 DOT_PRECISION = {torch.float32: "tf32x3", torch.float16: "tf32", torch.bfloat16: "tf32"}
-
-
-@triton.jit
-def _bf16_operand(x, INTERPRETED: tl.constexpr):
-    """fp32 x rounded to nearest bf16 for tl.dot. Triton's interpreter has no bf16 arithmetic (its dot
-    multiplies the raw bits, its cast truncates), so there the rounding is done on the bits (round half
-    to even, as the GPU's cast) and the value stays fp32, where products of bf16 values are exact."""
-    if INTERPRETED:
-        bits = x.to(tl.uint32, bitcast=True)
-        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-        return bits.to(tl.float32, bitcast=True)
-    return x.to(tl.bfloat16)
 
 
 @triton.jit
@@ -161,8 +149,8 @@ def _state_kernel(
         )
         if BF16_DOTS:  # bf16 operands, fp32 sums: k̃ rounded after RoPE, as the eager bf16 path
             v_t = tl.trans(v.to(tl.float32) if INTERPRETED else v)
-            s_even = tl.dot(v_t, _bf16_operand(k_even, INTERPRETED), s_even)
-            s_odd = tl.dot(v_t, _bf16_operand(k_odd, INTERPRETED), s_odd)
+            s_even = tl.dot(v_t, bf16_operand(k_even, INTERPRETED), s_even)
+            s_odd = tl.dot(v_t, bf16_operand(k_odd, INTERPRETED), s_odd)
         else:
             v_t = tl.trans(v.to(tl.float32))
             s_even = tl.dot(v_t, k_even, s_even, input_precision=PRECISION)
@@ -238,10 +226,10 @@ def _output_kernel(
     st_even = tl.load(kv + st_offsets, mask=even_ok[:, None] & v_ok[None, :], other=0.0)
     st_odd = tl.load(kv + st_offsets + 1, mask=odd_ok[:, None] & v_ok[None, :], other=0.0)
     if BF16_DOTS:  # S ≈ S_hi + S_lo, both bf16: the low part keeps what the high part rounds off
-        st_even_hi = _bf16_operand(st_even, INTERPRETED)
-        st_even_lo = _bf16_operand(st_even - st_even_hi.to(tl.float32), INTERPRETED)
-        st_odd_hi = _bf16_operand(st_odd, INTERPRETED)
-        st_odd_lo = _bf16_operand(st_odd - st_odd_hi.to(tl.float32), INTERPRETED)
+        st_even_hi = bf16_operand(st_even, INTERPRETED)
+        st_even_lo = bf16_operand(st_even - st_even_hi.to(tl.float32), INTERPRETED)
+        st_odd_hi = bf16_operand(st_odd, INTERPRETED)
+        st_odd_lo = bf16_operand(st_odd - st_odd_hi.to(tl.float32), INTERPRETED)
     k_sum = k_sum_ptr + bh.to(tl.int64) * dim
     z_even = tl.load(k_sum + 2 * pair, mask=even_ok, other=0.0)
     z_odd = tl.load(k_sum + 2 * pair + 1, mask=odd_ok, other=0.0)
@@ -264,8 +252,8 @@ def _output_kernel(
             sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
             q_even, q_odd = q_even * cos - q_odd * sin, q_even * sin + q_odd * cos
         if BF16_DOTS:
-            q_even = _bf16_operand(q_even, INTERPRETED)
-            q_odd = _bf16_operand(q_odd, INTERPRETED)
+            q_even = bf16_operand(q_even, INTERPRETED)
+            q_odd = bf16_operand(q_odd, INTERPRETED)
             numerator = tl.dot(q_even, st_even_hi)
             numerator = tl.dot(q_even, st_even_lo, numerator)
             numerator = tl.dot(q_odd, st_odd_hi, numerator)

@@ -9,10 +9,8 @@
     out     [B, N, h]       u·SiLU(g) for u, g = conv(SiLU(z)).chunk(2, -1), in z's dtype
 
 The conv runs on each frame on its own, with zero padding 1: neighbours never cross a frame's edges.
-The kernel's math is fp32 and its output is cast once. `eager.py` (the default) is the model's own
-PyTorch code, rounding after each op in the input's dtype; `naive.py` is the fp32 reference; `shifted.py`
-the same math as nine shifted multiply-adds that `torch.compile` makes two passes of (cuDNN's path: three). The Triton
-kernel is the default for half-precision CUDA tensors that need no gradient (inference); elsewhere it
+The kernel's math is fp32 and its output is cast once. `eager.py` is the model's own PyTorch code,
+rounding after each op in the input's dtype; `naive.py` is the fp32 reference. The Triton kernel is the default for half-precision CUDA tensors that need no gradient (inference); elsewhere it
 runs only where forced with `ops.use_backend("silu_dwconv_glu", "triton")`, as the tests do on the CPU
 through Triton's interpreter.
 """
@@ -22,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from sana_video.ops import dispatch
-from sana_video.ops.mixffn_conv import eager, naive, shifted
+from sana_video.ops.mixffn_conv import eager, naive
 
 try:
     from sana_video.ops.mixffn_conv import triton_kernel
@@ -67,8 +65,6 @@ def _check(z, weight, bias, grid) -> None:
 
 dispatch.register("silu_dwconv_glu", "eager", eager.silu_dwconv_glu, priority=0)
 dispatch.register("silu_dwconv_glu", "naive", naive.silu_dwconv_glu, priority=-1)
-# For torch.compile (two passes instead of three); opt-in until timed against cuDNN's conv inside a compiled step.
-dispatch.register("silu_dwconv_glu", "shifted", shifted.silu_dwconv_glu, priority=-1)
 if triton_kernel is not None:
     # The default for half-precision CUDA tensors that need no gradient: on an H200 it ran the 2B model's
     # 480p Mix-FFN middle in 2.3 ms a layer where cuDNN's conv and the compiled SiLU and gate around it

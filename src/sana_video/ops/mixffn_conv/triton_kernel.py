@@ -38,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sana_video.ops.triton_support import INTERPRET, check_interpret_mode
+from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode
 from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
@@ -115,6 +115,41 @@ def _row_contributions(z_row, offsets, stride_n, ok_left, ok_mid, ok_right, w, F
 
 
 @triton.jit
+def _row_contributions_by_dot(
+    z_row,
+    offsets,
+    halo_left,
+    halo_right,
+    ok_mid,
+    ok_halo_left,
+    ok_halo_right,
+    is_first,
+    is_last,
+    shift_left,
+    shift_right,
+    w,
+    FAST: tl.constexpr,
+    INTERPRETED: tl.constexpr,
+):
+    """As `_row_contributions`, SiLU'ing each input once: the row is loaded once, and its column
+    neighbours come from products with 0/1 shift matrices on the tensor cores — exact on the SiLU values
+    rounded to bf16, the rounding the model's own code makes. The block's two outer neighbours (columns
+    c₀ − 1 and c₀ + BLOCK_C) are loaded as [1, BLOCK_H] halo rows."""
+    mid = bf16_operand(_silu_load(z_row + offsets, ok_mid, FAST), INTERPRETED)
+    left = tl.dot(shift_left, mid)  # left[c] = mid[c − 1]; the block's first column gets its halo below
+    right = tl.dot(shift_right, mid)
+    halo = bf16_operand(_silu_load(z_row + halo_left, ok_halo_left, FAST), INTERPRETED).to(tl.float32)
+    left += tl.where(is_first, halo, 0.0)
+    halo = bf16_operand(_silu_load(z_row + halo_right, ok_halo_right, FAST), INTERPRETED).to(tl.float32)
+    right += tl.where(is_last, halo, 0.0)
+    mid = mid.to(tl.float32)
+    to_next = w[0] * left + w[1] * mid + w[2] * right
+    to_same = w[3] * left + w[4] * mid + w[5] * right
+    to_prev = w[6] * left + w[7] * mid + w[8] * right
+    return to_next, to_same, to_prev
+
+
+@triton.jit
 def _silu_dwconv_glu_kernel(
     z_ptr,
     w_ptr,
@@ -131,6 +166,8 @@ def _silu_dwconv_glu_kernel(
     strip_rows,
     HAS_BIAS: tl.constexpr,
     FAST_SILU: tl.constexpr,
+    SHIFT_BY_DOT: tl.constexpr,
+    INTERPRETED: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
@@ -153,6 +190,18 @@ def _silu_dwconv_glu_kernel(
     ok_right = (c + 1 < cols)[:, None] & ch_ok[None, :]
     offsets = c[:, None] * stride_zn + ch[None, :]
     out_offsets = c[:, None] * hidden + ch[None, :]
+    if SHIFT_BY_DOT:  # the block's outer neighbours, and the 0/1 matrices that shift a row by one column
+        c0 = col_block * BLOCK_C
+        halo_left = (c0 - 1) * stride_zn + ch[None, :]
+        halo_right = (c0 + BLOCK_C) * stride_zn + ch[None, :]
+        ok_halo_left = ch_ok[None, :] & (c0 + tl.zeros((1, BLOCK_H), tl.int32) >= 1)
+        ok_halo_right = ch_ok[None, :] & (c0 + BLOCK_C + tl.zeros((1, BLOCK_H), tl.int32) < cols)
+        is_first = (c == c0)[:, None]
+        is_last = (c == c0 + BLOCK_C - 1)[:, None]
+        to_row = tl.arange(0, BLOCK_C)[:, None]
+        from_row = tl.arange(0, BLOCK_C)[None, :]
+        shift_left = bf16_operand(tl.where(from_row == to_row - 1, 1.0, 0.0), INTERPRETED)
+        shift_right = bf16_operand(tl.where(from_row == to_row + 1, 1.0, 0.0), INTERPRETED)
 
     frame_tokens = rows * cols
     z_frame = z_ptr + b * stride_zb + f * frame_tokens * stride_zn
@@ -184,19 +233,30 @@ def _silu_dwconv_glu_kernel(
     out_row = out_frame + (r0 - 2).to(tl.int64) * out_step
     for i in range(r0 - 1, r_end + 1):  # one halo row above and below the strip
         row_ok = (i >= 0) & (i < rows)  # rows −1 and `rows` are padding
-        next_u, same_u, prev_u = _row_contributions(
-            z_row, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_u, FAST_SILU
-        )
-        next_g, same_g, prev_g = _row_contributions(
-            z_row + hidden,
-            offsets,
-            stride_zn,
-            ok_left & row_ok,
-            ok_mid & row_ok,
-            ok_right & row_ok,
-            w_g,
-            FAST_SILU,
-        )
+        if SHIFT_BY_DOT:
+            next_u, same_u, prev_u = _row_contributions_by_dot(
+                z_row, offsets, halo_left, halo_right, ok_mid & row_ok, ok_halo_left & row_ok,
+                ok_halo_right & row_ok, is_first, is_last, shift_left, shift_right, w_u, FAST_SILU, INTERPRETED,
+            )  # fmt: skip
+            next_g, same_g, prev_g = _row_contributions_by_dot(
+                z_row + hidden, offsets, halo_left, halo_right, ok_mid & row_ok, ok_halo_left & row_ok,
+                ok_halo_right & row_ok, is_first, is_last, shift_left, shift_right, w_g, FAST_SILU, INTERPRETED,
+            )  # fmt: skip
+        else:
+            next_u, same_u, prev_u = _row_contributions(
+                z_row,
+                offsets,
+                stride_zn,
+                ok_left & row_ok,
+                ok_mid & row_ok,
+                ok_right & row_ok,
+                w_u,
+                FAST_SILU,
+            )
+            next_g, same_g, prev_g = _row_contributions(
+                z_row + hidden, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_g,
+                FAST_SILU,
+            )  # fmt: skip
         if i - 1 >= r0:  # output row i − 1 now has all three input rows: gate it and store it once
             u = acc_prev_u + prev_u
             gate = acc_prev_g + prev_g
@@ -234,10 +294,13 @@ def silu_dwconv_glu(
     block_h: int | None = None,
     strip_rows: int | None = None,
     fast_silu: bool | None = None,
+    shift_by_dot: bool = False,
 ) -> torch.Tensor:
     """As `naive.silu_dwconv_glu` (shapes checked by the caller). block_c, block_h (powers of two) and
     strip_rows override the tiling, so tests reach several column blocks, channel blocks and strips;
-    fast_silu overrides the choice of SiLU (default: tanh.approx for half inputs on the GPU)."""
+    fast_silu overrides the choice of SiLU (default: tanh.approx for half inputs on the GPU);
+    shift_by_dot SiLUs each input once and shifts columns by tl.dot (bf16 inputs, block_c and block_h
+    ≥ 16: tl.dot's smallest block)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (z, weight, bias)):
         # Reached only when a caller forces this backend: dispatch picks naive where grads are needed.
         raise RuntimeError("the triton silu_dwconv_glu is forward only; use the naive backend for autograd")
@@ -248,6 +311,10 @@ def silu_dwconv_glu(
     weight = weight.contiguous()  # [2h, 1, 3, 3]: tap (kr, kc) of channel c at c·9 + 3·kr + kc
     bias_arg = bias.contiguous() if bias is not None else weight  # never read without HAS_BIAS
 
+    if shift_by_dot and z.dtype != torch.bfloat16:
+        raise ValueError(
+            f"shift_by_dot rounds the SiLU'd inputs to bf16: it takes bf16 inputs, not {z.dtype}"
+        )
     if fast_silu is None:
         fast_silu = z.dtype in (torch.float16, torch.bfloat16)
     fast_silu = fast_silu and not INTERPRET  # the interpreter runs no inline assembly
@@ -258,6 +325,8 @@ def silu_dwconv_glu(
 
     block_c = block_c or min(MAX_BLOCK_C, triton.next_power_of_2(cols))
     block_h = block_h or min(MAX_BLOCK_H, triton.next_power_of_2(hidden))
+    if shift_by_dot:
+        block_c, block_h = max(block_c, 16), max(block_h, 16)
     col_blocks = triton.cdiv(cols, block_c)
     channel_blocks = triton.cdiv(hidden, block_h)
     images = batch * frames
@@ -284,6 +353,8 @@ def silu_dwconv_glu(
         strip_rows,
         HAS_BIAS=bias is not None,
         FAST_SILU=fast_silu,
+        SHIFT_BY_DOT=shift_by_dot,
+        INTERPRETED=INTERPRET,
         BLOCK_C=block_c,
         BLOCK_H=block_h,
         num_warps=num_warps,
