@@ -221,11 +221,11 @@ def test_backend_choice(monkeypatch):
     cuda = torch.zeros(2, 12, 16, device="meta", dtype=torch.bfloat16)
     monkeypatch.setattr(type(cuda), "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
     assert dispatch.resolve("silu_dwconv_glu", cpu) is eager.silu_dwconv_glu
-    assert dispatch.resolve("silu_dwconv_glu", cuda) is triton_kernel.silu_dwconv_glu
+    assert dispatch.resolve("silu_dwconv_glu", cuda) is triton_kernel.silu_dwconv_glu_op
     assert dispatch.resolve("silu_dwconv_glu", cuda.float()) is eager.silu_dwconv_glu
     assert dispatch.resolve("silu_dwconv_glu", cuda.clone().requires_grad_()) is eager.silu_dwconv_glu
     with use_backend("silu_dwconv_glu", "triton"):
-        assert dispatch.resolve("silu_dwconv_glu", cpu) is triton_kernel.silu_dwconv_glu
+        assert dispatch.resolve("silu_dwconv_glu", cpu) is triton_kernel.silu_dwconv_glu_op
     assert mixffn_conv.triton_available(cuda) and not mixffn_conv.triton_available(cpu)
     monkeypatch.setattr(mixffn_conv, "triton_kernel", None)  # as without triton installed
     assert not mixffn_conv.triton_available(torch.zeros(2, 12, 16, device="meta"))
@@ -256,3 +256,22 @@ def test_mixffn_runs_the_kernel_when_it_is_chosen(dtype):
         out, last_fused = module(x, GRID, None, True)
     _check(out, expected, dtype)
     _check(last_fused, last, dtype)
+
+
+def test_dispatch_runs_one_opaque_op_that_compiles():
+    """What dispatch runs is one custom op (Inductor calls it rather than tracing the kernel): the same
+    bits as the kernel called directly, eager and under torch.compile(fullgraph=True), and it passes
+    torch.library's checks (fake shapes, schema)."""
+    module = _mixffn(24, True, torch.float32)
+    with torch.no_grad():
+        z = _z(module, 2, GRID)
+    weight, bias = module.conv_depth.weight.detach(), module.conv_depth.bias.detach()
+    direct = triton_kernel.silu_dwconv_glu(z, weight, bias, GRID)
+    compiled = torch.compile(triton_kernel.silu_dwconv_glu_op, fullgraph=True, backend="aot_eager")
+    for got in (triton_kernel.silu_dwconv_glu_op(z, weight, bias, GRID), compiled(z, weight, bias, GRID)):
+        assert torch.equal(got, direct)
+    torch.library.opcheck(
+        triton_kernel._silu_dwconv_glu_op,
+        (z, weight, bias, *GRID),
+        test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
+    )

@@ -73,7 +73,7 @@ if triton_kernel is not None:
     dispatch.register(
         "silu_dwconv_glu",
         "triton",
-        triton_kernel.silu_dwconv_glu,
+        triton_kernel.silu_dwconv_glu_op,
         priority=1,
         available=lambda z: triton_available(z) and z.dtype in (torch.float16, torch.bfloat16),
     )
