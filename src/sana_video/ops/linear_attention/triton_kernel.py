@@ -11,9 +11,10 @@ stride over channels, e.g. the views a fused qkv projection gives):
    of the token tiles, writing o = S q̃ / (φ(q)·z + eps) in v's dtype. (One program per tile re-read
    S, 64 KiB of fp32, for every 64 tokens: more bytes than the tile's q.)
 
-RoPE rotates interleaved pairs (x[2i], x[2i+1]); the kernels load the even and odd channels as two
-strided [tokens, d/2] blocks, rotate them elementwise and keep S as its even and odd column halves
-(two tl.dot each), so no de-interleaved or permuted copy of q or k is ever written. φ, RoPE, the sums
+RoPE rotates interleaved pairs (x[2i], x[2i+1]); the kernels load a [tokens, d] tile contiguously,
+split it in registers into its even and odd channels, rotate them elementwise and keep S as its even
+and odd column halves (two tl.dot each), so no de-interleaved or permuted copy of q or k is ever
+written. φ, RoPE, the sums
 and the division are fp32 whatever the input dtype; only the output is cast.
 
 bf16 inputs take the tensor cores' bf16 path, as `eager` does for bf16 inference: k̃ and q̃ are rounded
