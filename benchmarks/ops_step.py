@@ -81,6 +81,19 @@ def cases(batch, grid, heads, head_dim, hidden, dtype):
     ]
 
 
+def time_variant(op, label, call, moved, reference, args) -> list[tuple]:
+    """One table row for a kernel variant, or none (and a printed reason) if it fails: a tiling that does
+    not compile is a result too."""
+    try:
+        with torch.no_grad():
+            out = call()
+            seconds = timed(call, args.warmup, args.repeats)
+    except Exception as error:
+        print(f"{op} {label}: {type(error).__name__}: {str(error)[:120]}")
+        return []
+    return [(op, label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference))]
+
+
 def sweep_linear_attention(args) -> list[tuple]:
     """The Triton linear attention with one phase's tiling changed at a time (tokens per tile / warps /
     pipeline stages, programs per SM), the other at its default."""
@@ -114,15 +127,7 @@ def sweep_linear_attention(args) -> list[tuple]:
         def call(kwargs=kwargs):
             return triton_kernel.linear_attention(q, k, v, rope, None, False, 1e-15, **kwargs)[0]
 
-        try:
-            with torch.no_grad():
-                out = call()
-                seconds = timed(call, args.warmup, args.repeats)
-            rows.append(
-                ("linear_attention", label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference))
-            )
-        except Exception as error:  # a tiling that does not compile is a result too
-            print(f"{label}: {type(error).__name__}: {str(error)[:120]}")
+        rows += time_variant("linear_attention", label, call, moved, reference, args)
     return rows
 
 
@@ -147,15 +152,7 @@ def sweep_dwconv(args) -> list[tuple]:
                                                  block_h=block_h, shift_by_dot=dot)  # fmt: skip
 
         label = f"triton c{block_c} h{block_h}" + (" dot" if dot else "")
-        try:
-            with torch.no_grad():
-                out = call()
-                seconds = timed(call, args.warmup, args.repeats)
-            rows.append(
-                ("silu_dwconv_glu", label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference))
-            )
-        except Exception as error:
-            print(f"{label}: {type(error).__name__}: {str(error)[:120]}")
+        rows += time_variant("silu_dwconv_glu", label, call, moved, reference, args)
     return rows
 
 

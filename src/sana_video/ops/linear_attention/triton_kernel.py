@@ -73,6 +73,16 @@ def _load_pairs(row_ptrs, n_ok, dim, BLOCK_N: tl.constexpr, BLOCK_HALF: tl.const
     return tl.split(tl.reshape(x, (BLOCK_N, BLOCK_HALF, 2)))
 
 
+@triton.jit
+def _rotate(even, odd, cos_ptr, sin_ptr, rows, n_ok, pair, half_dim):
+    """RoPE on a tile's channel pairs: each (even, odd) pair of token row n turned by angle table[n, pair]."""
+    table = rows * half_dim + pair[None, :]
+    table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
+    cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
+    sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
+    return even * cos - odd * sin, even * sin + odd * cos
+
+
 def _empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     out = torch.empty(shape, dtype=dtype, device=device)
     return out.fill_(float("nan")) if POISON_OUTPUTS else out
@@ -139,11 +149,7 @@ def _state_kernel(
         z_even += tl.sum(k_even, axis=0)  # z takes φ(k) before RoPE: the denominator is unrotated
         z_odd += tl.sum(k_odd, axis=0)
         if HAS_ROPE:
-            table = rows * half_dim + pair[None, :]
-            table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
-            cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
-            sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
-            k_even, k_odd = k_even * cos - k_odd * sin, k_even * sin + k_odd * cos
+            k_even, k_odd = _rotate(k_even, k_odd, cos_ptr, sin_ptr, rows, n_ok, pair, half_dim)
         # v [tokens, d_v] in the token layout; the dot reads it transposed (no copy in memory).
         v = tl.load(
             v_base + rows * stride_vn + cols_v[None, :], mask=n_ok[:, None] & v_ok[None, :], other=0.0
@@ -247,11 +253,7 @@ def _output_kernel(
         # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
         denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
         if HAS_ROPE:
-            table = rows * half_dim + pair[None, :]
-            table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
-            cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
-            sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
-            q_even, q_odd = q_even * cos - q_odd * sin, q_even * sin + q_odd * cos
+            q_even, q_odd = _rotate(q_even, q_odd, cos_ptr, sin_ptr, rows, n_ok, pair, half_dim)
         if BF16_DOTS:
             q_even = bf16_operand(q_even, INTERPRETED)
             q_odd = bf16_operand(q_odd, INTERPRETED)

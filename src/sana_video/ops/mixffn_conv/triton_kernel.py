@@ -99,6 +99,16 @@ def _taps(w_ptr, ch, ch_ok):
 
 
 @triton.jit
+def _apply_taps(left, mid, right, w):
+    """One input row's three column neighbours through the 3 kernel rows: its contributions to output rows
+    i+1 (kernel row 0), i (row 1) and i−1 (row 2)."""
+    to_next = w[0] * left + w[1] * mid + w[2] * right
+    to_same = w[3] * left + w[4] * mid + w[5] * right
+    to_prev = w[6] * left + w[7] * mid + w[8] * right
+    return to_next, to_same, to_prev
+
+
+@triton.jit
 def _row_contributions(z_row, offsets, stride_n, ok_left, ok_mid, ok_right, w, FAST: tl.constexpr):
     """One input row i of one half: its share of output rows i+1, i and i−1, each [BLOCK_C, BLOCK_H].
 
@@ -108,10 +118,7 @@ def _row_contributions(z_row, offsets, stride_n, ok_left, ok_mid, ok_right, w, F
     left = _silu_load(z_row + offsets - stride_n, ok_left, FAST)  # input column c − 1 (kc = 0)
     mid = _silu_load(z_row + offsets, ok_mid, FAST)
     right = _silu_load(z_row + offsets + stride_n, ok_right, FAST)  # input column c + 1 (kc = 2)
-    to_next = w[0] * left + w[1] * mid + w[2] * right
-    to_same = w[3] * left + w[4] * mid + w[5] * right
-    to_prev = w[6] * left + w[7] * mid + w[8] * right
-    return to_next, to_same, to_prev
+    return _apply_taps(left, mid, right, w)
 
 
 @triton.jit
@@ -143,10 +150,7 @@ def _row_contributions_by_dot(
     halo = bf16_operand(_silu_load(z_row + halo_right, ok_halo_right, FAST), INTERPRETED).to(tl.float32)
     right += tl.where(is_last, halo, 0.0)
     mid = mid.to(tl.float32)
-    to_next = w[0] * left + w[1] * mid + w[2] * right
-    to_same = w[3] * left + w[4] * mid + w[5] * right
-    to_prev = w[6] * left + w[7] * mid + w[8] * right
-    return to_next, to_same, to_prev
+    return _apply_taps(left, mid, right, w)
 
 
 @triton.jit
