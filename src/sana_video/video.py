@@ -65,7 +65,7 @@ class VideoWriter:
 
     Frames go to a temporary file beside the target, renamed on a clean exit; on an exception it is
     deleted, so a failed run leaves nothing behind. Odd sizes are padded by one edge pixel (yuv420p
-    needs even sizes).
+    needs even sizes). The same frames always give the same bytes.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 16, crf: int = 18):
@@ -78,7 +78,11 @@ class VideoWriter:
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf)}
+        # x264's AVX-512 MB-tree kernels (the lookahead's cost propagation) let uninitialised heap memory
+        # into the rate control: the same frames encoded twice in one process could give different bytes.
+        # cpu-independent swaps in the plain-C versions of just those two kernels, so the bytes depend
+        # only on the frames (and match across CPUs with and without AVX-512).
+        self._stream.options = {"crf": str(crf), "x264-params": "cpu-independent=1"}
         self._size: tuple[int, int] | None = None
         self.frames_written = 0
 
