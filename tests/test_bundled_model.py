@@ -68,10 +68,11 @@ def _split(settings):
 
 
 def test_the_object_has_the_prompted_colour_and_motion(settings):
-    """≥ 90 % of videos move the prompted colour the prompted way, held-out colour-shape pairs included;
-    the same check against the opposite direction passes (almost) never. 27 of the whole grid's 72 cases
-    (every pair in three directions, seed 2: the seed of the whole-grid measurement in docs/TRAINING.md,
-    which a CPU suite cannot afford)."""
+    """≥ 85 % of videos move the prompted colour the prompted way, held-out colour-shape pairs included;
+    the same check against the opposite direction passes (almost) never. 18 of the whole grid's 72 cases
+    (every pair in two unlike directions, seed 2: the seed of the whole-grid measurement in
+    docs/TRAINING.md, 94 %, which a CPU suite cannot afford; of these 18 it misses one, a white star
+    "down"). At ~7 s a video this test is a third of the suite's time, hence 18 rather than more."""
     common, extra = _split(settings)
     pipe = _load(SanaVideoPipeline)
 
@@ -79,9 +80,9 @@ def test_the_object_has_the_prompted_colour_and_motion(settings):
         return pipe(prompt=motion_prompt(prompt, extra["motion"]), frames=extra["frames"],
                     generator=torch.Generator().manual_seed(seed), **common).frames[0]  # fmt: skip
 
-    rows = meaning_scores(generate, meaning_grid(3), seeds=[2], speed="slowly")
+    rows = meaning_scores(generate, meaning_grid(2), seeds=[2], speed="slowly")
     failed = [(r["colour"], r["shape"], r["direction"], r["seed"]) for r in rows if not r["moves"]]
-    assert np.mean([r["moves"] for r in rows]) >= 0.9, f"not as prompted: {failed}"
+    assert np.mean([r["moves"] for r in rows]) >= 0.85, f"not as prompted: {failed}"
     assert np.mean([r["moves_opposite"] for r in rows]) <= 0.1
     held = [r for r in rows if (r["colour"], r["shape"]) in HELD_OUT]
     assert np.mean([r["moves"] for r in held]) >= 0.75, "held-out colour-shape pairs are not composed"
