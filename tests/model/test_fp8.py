@@ -3,6 +3,8 @@ reference (torch's CPU build runs `_scaled_mm` too), and the quantized transform
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -71,12 +73,33 @@ def test_a_quantized_transformer_stays_close_to_the_original():
     expected = model(x, text, t, state=first.state, frame_offset=3).sample
 
     replaced = quantize_fp8(model)
-    # per block: self-attention q, k, v, out; cross-attention q, k, v, out; 2 pointwise convs; temporal conv
-    assert replaced == 11 * config["num_layers"]
+    # per block: self-attention qkv (fused), out; cross-attention q, k, v, out; 2 pointwise convs; temporal conv
+    assert replaced == 9 * config["num_layers"]
     block = model.transformer_blocks[0]
-    assert isinstance(block.ff.conv_temp, Fp8TemporalConv) and isinstance(block.attn1.to_q, Fp8Linear)
+    assert isinstance(block.ff.conv_temp, Fp8TemporalConv) and isinstance(block.attn1.to_qkv, Fp8Linear)
     first_q = model(x, text, t, return_state=True)
     out = model(x, text, t, state=first_q.state, frame_offset=3).sample
     assert rel_err(first_q.sample, first.sample) <= 0.1
     assert rel_err(out, expected) <= 0.1
     assert rel_err(out, expected) > 1e-4  # it did run in fp8
+
+
+@torch.no_grad()
+def test_fused_qkv_is_the_three_projections():
+    """Stacking q, k, v into one layer changes no number: in bf16 (the weights copied), and in float8 (per
+    input row and per weight row scales: the same quantized values, the same products)."""
+    config = tiny_config(attention_bias=True)
+    model = randomize(SanaVideoTransformer3DModel(**config)).eval()
+    gen = torch.Generator().manual_seed(3)
+    x, text = torch.randn(2, 16, 3, 8, 8, generator=gen), torch.randn(2, 5, 16, generator=gen)
+    t = torch.tensor([500.0, 20.0])
+    expected = model(x, text, t).sample
+    fused = copy.deepcopy(model)
+    for block in fused.transformer_blocks:
+        block.attn1.fuse_projections()
+    assert not hasattr(fused.transformer_blocks[0].attn1, "to_q")
+    assert rel_err(fused(x, text, t).sample, expected) <= 1e-6
+    separate = copy.deepcopy(model)
+    assert quantize_fp8(separate, fuse_qkv=False) == 11 * config["num_layers"]
+    assert quantize_fp8(model) == 9 * config["num_layers"]
+    assert rel_err(model(x, text, t).sample, separate(x, text, t).sample) <= 1e-6

@@ -229,7 +229,7 @@ def test_optimize_fp8_quantizes_the_blocks(t2v_dir):
         compile=False, vae_dtype=None, channels_last=False, fp8=True
     )
     quantized.set_progress_bar_config(disable=True)
-    assert isinstance(quantized.transformer.transformer_blocks[0].attn1.to_q, Fp8Linear)
+    assert isinstance(quantized.transformer.transformer_blocks[0].attn1.to_qkv, Fp8Linear)
     a = plain("a cat", generator=torch.Generator().manual_seed(0), **kwargs).frames
     b = quantized("a cat", generator=torch.Generator().manual_seed(0), **kwargs).frames
     error = ((a - b).norm() / a.norm()).item()

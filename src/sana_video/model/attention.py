@@ -30,6 +30,22 @@ class LinearSelfAttention(nn.Module):
         self.norm_q = _qk_norm(qk_norm, inner)
         self.norm_k = _qk_norm(qk_norm, inner)
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+        self.to_qkv: nn.Module | None = None  # fuse_projections() replaces to_q, to_k, to_v by it
+
+    @torch.no_grad()
+    def fuse_projections(self) -> None:
+        """Inference only, in place: to_q, to_k and to_v become one layer `to_qkv` (their weights stacked),
+        so x is read once — and quantized once where the layer runs in float8 (`model.fp8`)."""
+        if self.to_qkv is not None:
+            return
+        parts = (self.to_q, self.to_k, self.to_v)
+        fused = nn.Linear(parts[0].in_features, 3 * parts[0].out_features, bias=parts[0].bias is not None)
+        fused.to(device=parts[0].weight.device, dtype=parts[0].weight.dtype)
+        fused.weight.copy_(torch.cat([p.weight for p in parts]))
+        if fused.bias is not None:
+            fused.bias.copy_(torch.cat([p.bias for p in parts]))
+        self.to_qkv = fused
+        del self.to_q, self.to_k, self.to_v
 
     def forward(
         self,
@@ -38,9 +54,13 @@ class LinearSelfAttention(nn.Module):
         state: LinearAttentionState | None,
         return_state: bool,
     ) -> tuple[torch.Tensor, LinearAttentionState | None]:
-        q = self.norm_q(self.to_q(x)).unflatten(-1, (self.heads, -1))  # [B, N, H, d]
-        k = self.norm_k(self.to_k(x)).unflatten(-1, (self.heads, -1))
-        v = self.to_v(x).unflatten(-1, (self.heads, -1))
+        if self.to_qkv is not None:
+            q, k, v = self.to_qkv(x).chunk(3, dim=-1)  # views: the kernels read them in place
+        else:
+            q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
+        q = self.norm_q(q).unflatten(-1, (self.heads, -1))  # [B, N, H, d]
+        k = self.norm_k(k).unflatten(-1, (self.heads, -1))
+        v = v.unflatten(-1, (self.heads, -1))
         out, state = linear_attention(q, k, v, rope, initial_state=state, output_final_state=return_state)
         return self.to_out(out.flatten(2)), state
 

@@ -2,8 +2,9 @@
 
     quantize_fp8(transformer)   # in place; returns how many layers now run in fp8
 
-Every matmul of every block is replaced: the attention projections (nn.Linear), the Mix-FFN's 1×1 convs
-(`PointwiseConv`) and the temporal conv (its three taps as one matmul). The embeddings, the time MLP and
+Every matmul of every block is replaced: the attention projections (nn.Linear; the self-attention's q, k
+and v stacked into one), the Mix-FFN's 1×1 convs (`PointwiseConv`) and the temporal conv (its three taps
+as one matmul). The embeddings, the time MLP and
 the output projection stay as they are (small, and the first and last layers are the most sensitive).
 Weights are quantized once, per output row; activations per row (token) at every call (`ops.fp8_linear`).
 Inference only: the fp8 weights are buffers, not parameters.
@@ -60,11 +61,15 @@ def _fp8_twin(module: nn.Module) -> nn.Module | None:
 
 
 @torch.no_grad()
-def quantize_fp8(transformer: nn.Module) -> int:
+def quantize_fp8(transformer: nn.Module, fuse_qkv: bool = True) -> int:
     """Replace every matmul layer inside `transformer.transformer_blocks` by its float8 twin, in place.
+    fuse_qkv first stacks each self-attention's q, k and v projections into one layer, so its input is
+    quantized once, not three times (the same numbers: the scales are per input row and per weight row).
     Returns the number of layers replaced."""
     replaced = 0
     for block in transformer.transformer_blocks:
+        if fuse_qkv:
+            block.attn1.fuse_projections()
         for name, module in list(block.named_modules()):
             twin = _fp8_twin(module)
             if twin is None:
