@@ -28,6 +28,13 @@ def bf16_operand(x, INTERPRETED: tl.constexpr):
     return x.to(tl.bfloat16)
 
 
+def refuse_gradients(op: str, *tensors) -> None:
+    """The Triton kernels are forward only. Reached only where a caller forces one: dispatch picks eager
+    where gradients are needed."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        raise RuntimeError(f"the triton {op} is forward only; use the eager backend for autograd")
+
+
 def check_interpret_mode(kernel) -> None:
     """Triton's own library (tl.sum, tl.sigmoid, ...) was defined in the mode of triton's first import;
     kernels defined in the other mode cannot call it. Raise ImportError then, so the importing kernel

@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode
+from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode, refuse_gradients
 from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
@@ -297,12 +297,6 @@ def _output_programs(bh: int, tiles: int, device: torch.device) -> int:
     return max(1, min(tiles, triton.cdiv(PROGRAMS_PER_SM * _multiprocessors(device), bh)))
 
 
-def _refuse_gradients(*tensors) -> None:
-    # Reached only when a caller forces this backend: dispatch picks eager where grads are needed.
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        raise RuntimeError("the triton linear_attention is forward only; use the eager backend for autograd")
-
-
 def _channel_strides(x: torch.Tensor) -> torch.Tensor:
     # The kernels address channels with unit stride; any other strides over B, N, H are fine.
     return x if x.stride(-1) == 1 else x.contiguous()
@@ -326,7 +320,7 @@ def linear_attention(
     split_tokens (a multiple of phase 1's block_n) and output_programs (phase-2 programs per b·h)
     override the defaults, so tests can reach several tiles, splits and tiles per program with few
     tokens, and benchmarks/ops_step.py --sweep can try tilings."""
-    _refuse_gradients(q, k, v, *(initial_state or ()))
+    refuse_gradients("linear_attention", q, k, v, *(initial_state or ()))
     batch, tokens, heads, dim = q.shape
     dim_v = v.shape[-1]
     bh = batch * heads
@@ -472,7 +466,9 @@ def _(q, k, v, cos, sin, kv0, k_sum0, eps):
 
 def linear_attention_op(q, k, v, rope, initial_state, output_final_state: bool, eps: float):
     """`linear_attention` with the default tiling, as one opaque op (what dispatch runs)."""
-    _refuse_gradients(q, k, v, *(initial_state or ()))  # checked here: inside the op autograd is off
+    refuse_gradients(
+        "linear_attention", q, k, v, *(initial_state or ())
+    )  # checked here: inside the op autograd is off
     cos, sin = rope if rope is not None else (None, None)
     kv0, k_sum0 = initial_state if initial_state is not None else (None, None)
     out, kv, k_sum = _linear_attention_op(q, k, v, cos, sin, kv0, k_sum0, eps)

@@ -38,7 +38,7 @@ import torch
 import triton
 import triton.language as tl
 
-from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode
+from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode, refuse_gradients
 from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
@@ -248,15 +248,8 @@ def _silu_dwconv_glu_kernel(
             )  # fmt: skip
         else:
             next_u, same_u, prev_u = _row_contributions(
-                z_row,
-                offsets,
-                stride_zn,
-                ok_left & row_ok,
-                ok_mid & row_ok,
-                ok_right & row_ok,
-                w_u,
-                FAST_SILU,
-            )
+                z_row, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_u, FAST_SILU,
+            )  # fmt: skip
             next_g, same_g, prev_g = _row_contributions(
                 z_row + hidden, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_g,
                 FAST_SILU,
@@ -288,12 +281,6 @@ def _strip_rows(programs: int, rows: int, device: torch.device) -> int:
     return triton.cdiv(rows, strips)
 
 
-def _refuse_gradients(*tensors) -> None:
-    # Reached only when a caller forces this backend: dispatch picks eager where grads are needed.
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        raise RuntimeError("the triton silu_dwconv_glu is forward only; use the eager backend for autograd")
-
-
 def silu_dwconv_glu(
     z: torch.Tensor,
     weight: torch.Tensor,
@@ -311,7 +298,7 @@ def silu_dwconv_glu(
     fast_silu overrides the choice of SiLU (default: tanh.approx for half inputs on the GPU);
     shift_by_dot SiLUs each input once and shifts columns by tl.dot (bf16 inputs, block_c and block_h
     ≥ 16: tl.dot's smallest block)."""
-    _refuse_gradients(z, weight, bias)
+    refuse_gradients("silu_dwconv_glu", z, weight, bias)
     batch, tokens, channels = z.shape
     hidden = channels // 2
     frames, rows, cols = grid
@@ -386,5 +373,5 @@ def _(z, weight, bias, frames, rows, cols):
 
 def silu_dwconv_glu_op(z, weight, bias, grid):
     """`silu_dwconv_glu` with the default tiling, as one opaque op (what dispatch runs)."""
-    _refuse_gradients(z, weight, bias)  # checked here: inside the op autograd is off
+    refuse_gradients("silu_dwconv_glu", z, weight, bias)  # checked here: inside the op autograd is off
     return _silu_dwconv_glu_op(z, weight, bias, *grid)
