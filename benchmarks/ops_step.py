@@ -132,8 +132,7 @@ def sweep_linear_attention(args) -> list[tuple]:
 
 
 def sweep_dwconv(args) -> list[tuple]:
-    """The Triton SiLU + depthwise conv + GLU under each (columns, channels per program, column shifts by
-    loads or by tl.dot)."""
+    """The Triton SiLU + depthwise conv + GLU under each tiling (columns, channels, warps per program)."""
     from sana_video.ops.mixffn_conv import triton_kernel
 
     gen = torch.Generator("cuda").manual_seed(0)
@@ -145,13 +144,17 @@ def sweep_dwconv(args) -> list[tuple]:
     with torch.no_grad(), use_backend("silu_dwconv_glu", "naive"):
         reference = silu_dwconv_glu(zb, weight, bias, args.grid)
     rows = []
-    for block_c, block_h, dot in itertools.product((16, 32, 64), (32, 64), (False, True)):
+    # (columns, channels, warps): 2 to 8 values a thread. Each thread keeps the 18 taps of each channel
+    # it holds, so fewer channels a thread means fewer registers.
+    tilings = [(16, 16, 4), (32, 16, 4), (32, 16, 8), (64, 16, 8), (16, 32, 4), (16, 32, 8), (32, 32, 8),
+               (64, 8, 4), (32, 64, 8)]  # fmt: skip
+    for block_c, block_h, warps in tilings:
 
-        def call(block_c=block_c, block_h=block_h, dot=dot):
+        def call(block_c=block_c, block_h=block_h, warps=warps):
             return triton_kernel.silu_dwconv_glu(zb, weight, bias, tuple(args.grid), block_c=block_c,
-                                                 block_h=block_h, shift_by_dot=dot)  # fmt: skip
+                                                 block_h=block_h, num_warps=warps)  # fmt: skip
 
-        label = f"triton c{block_c} h{block_h}" + (" dot" if dot else "")
+        label = f"triton c{block_c} h{block_h} w{warps}"
         rows += time_variant("silu_dwconv_glu", label, call, moved, reference, args)
     return rows
 
@@ -172,7 +175,13 @@ def main() -> None:
         action="store_true",
         help="also time the linear attention's and the depthwise conv's Triton tilings",
     )
+    parser.add_argument("--dwconv-tiling", type=int, nargs=3, metavar=("COLUMNS", "CHANNELS", "WARPS"),
+                        help="the depthwise conv kernel's default tiling for this run")  # fmt: skip
     args = parser.parse_args()
+    if args.dwconv_tiling:
+        from sana_video.ops.mixffn_conv import triton_kernel
+
+        triton_kernel.MAX_BLOCK_C, triton_kernel.MAX_BLOCK_H, triton_kernel.NUM_WARPS = args.dwconv_tiling
     torch.backends.cuda.matmul.allow_tf32 = True
     print(torch.cuda.get_device_name(), "| torch", torch.__version__)
     rows = []

@@ -4,6 +4,7 @@
 # Triton tiling sweeps (OPS= skips it), benchmarks/transformer_step.py in the modes named by MODES, then one
 # profiled step (PROFILE_ARGS). NCU=kernel-regex adds Nsight Compute's speed-of-light, compute and memory
 # sections for one launch of the matching Triton kernel at the model's shapes (e.g. NCU=_silu_dwconv).
+# NCU_OPS narrows the ops it runs, NCU_ARGS adds ops_step arguments; PROFILE_S=0 skips the profile.
 # Carry [".whl"]. Each part has its own time limit, so a slow part cannot starve the next.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -15,14 +16,14 @@ timeout "${TEST_S:-120}" python3 -m pytest -q --maxfail=5 -p no:cacheprovider $T
 OPS=${OPS-linear_attention}
 [ -n "$OPS" ] && timeout "${OPS_S:-120}" python3 benchmarks/ops_step.py --sweep --ops $OPS 2>&1 \
     | grep -v -i warn | tail -34
-MODES=${MODES:-compiled compiled+plain compiled+fp8 diffusers-compiled}
-timeout "${BENCH_S:-240}" python3 benchmarks/transformer_step.py --modes $MODES 2>&1 \
+MODES=${MODES-compiled compiled+plain compiled+fp8 diffusers-compiled}  # MODES= skips the step
+[ -n "$MODES" ] && timeout "${BENCH_S:-240}" python3 benchmarks/transformer_step.py --modes $MODES 2>&1 \
     | grep -v -i -e warn -e "originates from" -e "^  File" -e "^    " | grep -v "^$" | tail -20
-(cd benchmarks && PYTHONPATH=/tmp/site:../src timeout "${PROFILE_S:-80}" python3 profile_step.py \
-    ${PROFILE_ARGS:-} --top 20 2>&1 | grep -v -i warn | tail -23)
+[ "${PROFILE_S:-80}" != 0 ] && (cd benchmarks && PYTHONPATH=/tmp/site:../src timeout "${PROFILE_S:-80}" \
+    python3 profile_step.py ${PROFILE_ARGS:-} --top 20 2>&1 | grep -v -i warn | tail -23)
 if [ -n "${NCU:-}" ]; then
     timeout "${NCU_S:-150}" ncu --kernel-name "regex:${NCU}" --launch-count 1 --section SpeedOfLight \
         --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
         --section LaunchStats python3 benchmarks/ops_step.py --no-compile --warmup 0 --repeats 1 \
-        --ops linear_attention silu_dwconv_glu 2>&1 | grep -v -i warn | grep -E "^  [A-Z]|^    [A-Z]|==PROF==|_kernel" | head -80
+        --ops ${NCU_OPS:-linear_attention silu_dwconv_glu} ${NCU_ARGS:-} 2>&1 | grep -v -i warn | grep -E "^  [A-Z]|^    [A-Z]|==PROF==|_kernel" | head -80
 fi

@@ -151,6 +151,28 @@ def test_backend_choice(monkeypatch):
         assert dispatch.resolve("layer_norm_modulate", x) is eager.layer_norm_modulate
     assert not norms.triton_available(torch.zeros(2, 7, 24, device="meta").requires_grad_())
     with use_backend("rms_norm", "triton"):
-        assert dispatch.resolve("rms_norm", cuda) is triton_kernels.rms_norm
+        assert dispatch.resolve("rms_norm", cuda) is triton_kernels.rms_norm_op
     monkeypatch.setattr(norms, "triton_kernels", None)  # as without triton installed
     assert not norms.triton_available(cuda)
+
+
+def test_dispatch_runs_opaque_ops_that_compile():
+    """What dispatch runs for the norms is one custom op each (Inductor calls it rather than tracing the
+    kernel): the same bits as the kernel called directly, eager and under torch.compile(fullgraph=True),
+    and torch.library's checks pass (schema, fake shapes)."""
+    x = _randn(2, 5, 24)
+    shift, scale = _randn(2, 1, 2, 24, seed=1, std=0.5).unbind(-2)
+    weight = _randn(24, seed=2, mean=1.0, std=0.3)
+    cases = (
+        (triton_kernels.layer_norm_modulate, triton_kernels.layer_norm_modulate_op,
+         triton_kernels._layer_norm_modulate_op, (x, shift, scale, 1e-6)),
+        (triton_kernels.rms_norm, triton_kernels.rms_norm_op, triton_kernels._rms_norm_op, (x, weight, 1e-5)),
+    )  # fmt: skip
+    for kernel, op, custom, args in cases:
+        direct = kernel(*args)
+        compiled = torch.compile(op, fullgraph=True, backend="aot_eager")
+        for got in (op(*args), compiled(*args)):
+            assert torch.equal(got, direct)
+        torch.library.opcheck(
+            custom, args, test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static")
+        )

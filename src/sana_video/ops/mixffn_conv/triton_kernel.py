@@ -11,11 +11,11 @@ Grid: (images · strips · column blocks, channel blocks), images = B·frames. A
 - BLOCK_H channels c of the u half together with the channels c + h of the gate half.
 
 It keeps its tile as [BLOCK_C, BLOCK_H] register blocks, one row at a time. Each input row i is read
-as three column-shifted blocks (columns c−1, c, c+1), SiLU'd on load, and combined with the kernel's
-three rows of taps into its contributions to the output rows i+1, i and i−1. Two fp32 accumulators
-per half carry the output rows i−1 and i across iterations; after input row i, output row i−1 has
-all three of its input rows, gets the gate and is stored. A strip of R rows reads R + 2 input rows
-(one halo row above and below).
+as three column-shifted blocks (columns c−1, c, c+1) — one row ahead, so the next row's loads are in
+flight while this row's math runs — SiLU'd, and combined with the kernel's three rows of taps into
+its contributions to the output rows i+1, i and i−1. Two fp32 accumulators per half carry the output
+rows i−1 and i across iterations; after input row i, output row i−1 has all three of its input rows,
+gets the gate and is stored. A strip of R rows reads R + 2 input rows (one halo row above and below).
 
 Zero padding: a neighbour outside the frame (row −1 or `rows`, column −1 or `cols`) is a masked load
 that gives 0, and SiLU(0) = 0, which is exactly the conv's padding of its SiLU'd input. The column
@@ -25,11 +25,13 @@ so no neighbour crosses a row end or a frame boundary.
 All math is fp32 (SiLU, the 9 taps, the bias, the gate) whatever the input dtype; the output is
 cast once, to z's dtype. Under TRITON_INTERPRET=1 the kernel runs on CPU tensors (the tests).
 
-Each input value is SiLU'd three times (once per column tap that reads it), so the SiLUs, not the
-bytes, bound the kernel (an H200 ran it at ~600 GB/s, an eighth of its bandwidth). For half inputs on
-the GPU, SiLU is x/2 + x/2·tanh(x/2) with the hardware's tanh.approx: one special-function op where
-x·sigmoid(x) takes two and an exact division; its ~2⁻¹¹ relative error is under a bf16 output's 2⁻⁹.
-fp32 inputs (and the interpreter, which has no inline assembly) keep the exact sigmoid.
+Each input value is SiLU'd three times (once per column tap that reads it), so the SiLUs and the
+per-element address and mask arithmetic, not the bytes, bound the kernel (~1.2 TB/s on an H200, a
+quarter of its bandwidth). For half inputs on the GPU, SiLU is x/2 + x/2·tanh(x/2) with the hardware's
+tanh.approx: one special-function op where x·sigmoid(x) takes two and an exact division; its ~2⁻¹¹
+relative error is under a bf16 output's 2⁻⁹. fp32 inputs (and the interpreter, which has no inline
+assembly) keep the exact sigmoid. (Tried and dropped: SiLU'ing each input once and shifting columns
+by `tl.dot` with 0/1 matrices — slower at every tiling, 2.3 ms against 1.8.)
 """
 
 from __future__ import annotations
@@ -38,18 +40,21 @@ import torch
 import triton
 import triton.language as tl
 
-from sana_video.ops.triton_support import INTERPRET, bf16_operand, check_interpret_mode, refuse_gradients
+from sana_video.ops.triton_support import INTERPRET, check_interpret_mode, refuse_gradients
 from sana_video.ops.triton_support import multiprocessors as _multiprocessors  # tests stub it
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
 POISON_OUTPUTS = False
 
-# Tile defaults (not yet tuned on a GPU). A [32, 64] fp32 block is 2048 values; a program keeps about
-# ten such blocks live (two accumulators per half plus one row's loads and partial sums).
+# Tile defaults, from sweeps on an H200 at the 2B model's 480p shapes (docs/PERFORMANCE.md): [32 columns,
+# 16 channels] over 4 warps, 4 values a thread, was fastest (1.8 ms; [32, 64] over 8 warps 2.7 ms). Each
+# thread keeps the 18 taps and 2 biases of every channel it holds, besides ~8 live [BLOCK_C, BLOCK_H]
+# blocks: with 8 channels a thread ([32, 64], the first default) it needed 255 registers and spilled.
 MAX_BLOCK_C = 32  # columns per program
-MAX_BLOCK_H = 64  # channels per half per program: 128 contiguous bytes of a bf16 token
+MAX_BLOCK_H = 16  # channels per half per program: 32 bytes (one sector) of a bf16 token
 MIN_STRIP_ROWS = 4  # a strip re-reads 2 halo rows; at ≥ 4 rows that is at most 1.5× the reads
 PROGRAMS_PER_SM = 4  # rows are split into strips only until about this many programs per SM
+NUM_WARPS: int | None = None  # None: 8 for blocks of ≥ 2048 values, else 4
 
 
 def _empty(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -66,13 +71,6 @@ def _silu(x, FAST: tl.constexpr):
         )
         return h + h * tanh
     return x * tl.sigmoid(x)
-
-
-@triton.jit
-def _silu_load(ptrs, mask, FAST: tl.constexpr):
-    # A masked neighbour loads 0 and SiLU(0) = 0: the conv's zero padding of its (SiLU'd) input.
-    x = tl.load(ptrs, mask=mask, other=0.0).to(tl.float32)
-    return _silu(x, FAST)
 
 
 @triton.jit
@@ -99,58 +97,30 @@ def _taps(w_ptr, ch, ch_ok):
 
 
 @triton.jit
-def _apply_taps(left, mid, right, w):
-    """One input row's three column neighbours through the 3 kernel rows: its contributions to output rows
-    i+1 (kernel row 0), i (row 1) and i−1 (row 2)."""
-    to_next = w[0] * left + w[1] * mid + w[2] * right
-    to_same = w[3] * left + w[4] * mid + w[5] * right
-    to_prev = w[6] * left + w[7] * mid + w[8] * right
-    return to_next, to_same, to_prev
+def _load_row(z_row, offsets, stride_n, ok_left, ok_mid, ok_right):
+    """One input row of one half as its three column neighbours c − 1, c, c + 1, in z's dtype; a masked
+    neighbour loads 0, and SiLU(0) = 0: the conv's zero padding of its (SiLU'd) input."""
+    left = tl.load(z_row + offsets - stride_n, mask=ok_left, other=0.0)  # input column c − 1 (kc = 0)
+    mid = tl.load(z_row + offsets, mask=ok_mid, other=0.0)
+    right = tl.load(z_row + offsets + stride_n, mask=ok_right, other=0.0)  # input column c + 1 (kc = 2)
+    return left, mid, right
 
 
 @triton.jit
-def _row_contributions(z_row, offsets, stride_n, ok_left, ok_mid, ok_right, w, FAST: tl.constexpr):
-    """One input row i of one half: its share of output rows i+1, i and i−1, each [BLOCK_C, BLOCK_H].
+def _contributions(left, mid, right, w, FAST: tl.constexpr):
+    """One input row i of one half (as loaded by `_load_row`): its share of output rows i+1, i and i−1,
+    each [BLOCK_C, BLOCK_H] fp32.
 
     nn.Conv2d correlates: out[o, c] = Σ w[kr, kc] · in[o + kr − 1, c + kc − 1]. So input row i is kernel
     row 0 for output row i+1, row 1 for output row i and row 2 for output row i−1.
     """
-    left = _silu_load(z_row + offsets - stride_n, ok_left, FAST)  # input column c − 1 (kc = 0)
-    mid = _silu_load(z_row + offsets, ok_mid, FAST)
-    right = _silu_load(z_row + offsets + stride_n, ok_right, FAST)  # input column c + 1 (kc = 2)
-    return _apply_taps(left, mid, right, w)
-
-
-@triton.jit
-def _row_contributions_by_dot(
-    z_row,
-    offsets,
-    halo_left,
-    halo_right,
-    ok_mid,
-    ok_halo_left,
-    ok_halo_right,
-    is_first,
-    is_last,
-    shift_left,
-    shift_right,
-    w,
-    FAST: tl.constexpr,
-    INTERPRETED: tl.constexpr,
-):
-    """As `_row_contributions`, SiLU'ing each input once: the row is loaded once, and its column
-    neighbours come from products with 0/1 shift matrices on the tensor cores — exact on the SiLU values
-    rounded to bf16, the rounding the model's own code makes. The block's two outer neighbours (columns
-    c₀ − 1 and c₀ + BLOCK_C) are loaded as [1, BLOCK_H] halo rows."""
-    mid = bf16_operand(_silu_load(z_row + offsets, ok_mid, FAST), INTERPRETED)
-    left = tl.dot(shift_left, mid)  # left[c] = mid[c − 1]; the block's first column gets its halo below
-    right = tl.dot(shift_right, mid)
-    halo = bf16_operand(_silu_load(z_row + halo_left, ok_halo_left, FAST), INTERPRETED).to(tl.float32)
-    left += tl.where(is_first, halo, 0.0)
-    halo = bf16_operand(_silu_load(z_row + halo_right, ok_halo_right, FAST), INTERPRETED).to(tl.float32)
-    right += tl.where(is_last, halo, 0.0)
-    mid = mid.to(tl.float32)
-    return _apply_taps(left, mid, right, w)
+    left = _silu(left.to(tl.float32), FAST)
+    mid = _silu(mid.to(tl.float32), FAST)
+    right = _silu(right.to(tl.float32), FAST)
+    to_next = w[0] * left + w[1] * mid + w[2] * right
+    to_same = w[3] * left + w[4] * mid + w[5] * right
+    to_prev = w[6] * left + w[7] * mid + w[8] * right
+    return to_next, to_same, to_prev
 
 
 @triton.jit
@@ -170,8 +140,6 @@ def _silu_dwconv_glu_kernel(
     strip_rows,
     HAS_BIAS: tl.constexpr,
     FAST_SILU: tl.constexpr,
-    SHIFT_BY_DOT: tl.constexpr,
-    INTERPRETED: tl.constexpr,
     BLOCK_C: tl.constexpr,
     BLOCK_H: tl.constexpr,
 ):
@@ -194,18 +162,6 @@ def _silu_dwconv_glu_kernel(
     ok_right = (c + 1 < cols)[:, None] & ch_ok[None, :]
     offsets = c[:, None] * stride_zn + ch[None, :]
     out_offsets = c[:, None] * hidden + ch[None, :]
-    if SHIFT_BY_DOT:  # the block's outer neighbours, and the 0/1 matrices that shift a row by one column
-        c0 = col_block * BLOCK_C
-        halo_left = (c0 - 1) * stride_zn + ch[None, :]
-        halo_right = (c0 + BLOCK_C) * stride_zn + ch[None, :]
-        ok_halo_left = ch_ok[None, :] & (c0 + tl.zeros((1, BLOCK_H), tl.int32) >= 1)
-        ok_halo_right = ch_ok[None, :] & (c0 + BLOCK_C + tl.zeros((1, BLOCK_H), tl.int32) < cols)
-        is_first = (c == c0)[:, None]
-        is_last = (c == c0 + BLOCK_C - 1)[:, None]
-        to_row = tl.arange(0, BLOCK_C)[:, None]
-        from_row = tl.arange(0, BLOCK_C)[None, :]
-        shift_left = bf16_operand(tl.where(from_row == to_row - 1, 1.0, 0.0), INTERPRETED)
-        shift_right = bf16_operand(tl.where(from_row == to_row + 1, 1.0, 0.0), INTERPRETED)
 
     frame_tokens = rows * cols
     z_frame = z_ptr + b * stride_zb + f * frame_tokens * stride_zn
@@ -235,25 +191,24 @@ def _silu_dwconv_glu_kernel(
     out_step = cols * hidden
     z_row = z_frame + (r0 - 1).to(tl.int64) * z_step
     out_row = out_frame + (r0 - 2).to(tl.int64) * out_step
+    # Input row r0 − 1's neighbours; each iteration then loads row i + 1's before it uses row i's, so
+    # the next row's loads are in flight while this row's SiLUs and taps run (the loop would otherwise
+    # be load, wait, compute: 1.3× slower on an H200). The mask is a block: the interpreter refuses
+    # a scalar tensor & a block.
+    first_ok = r0 - 1 + tl.zeros((1, BLOCK_H), tl.int32) >= 0
+    raw_u = _load_row(z_row, offsets, stride_zn, ok_left & first_ok, ok_mid & first_ok, ok_right & first_ok)
+    raw_g = _load_row(
+        z_row + hidden, offsets, stride_zn, ok_left & first_ok, ok_mid & first_ok, ok_right & first_ok
+    )
     for i in range(r0 - 1, r_end + 1):  # one halo row above and below the strip
-        row_ok = (i >= 0) & (i < rows)  # rows −1 and `rows` are padding
-        if SHIFT_BY_DOT:
-            next_u, same_u, prev_u = _row_contributions_by_dot(
-                z_row, offsets, halo_left, halo_right, ok_mid & row_ok, ok_halo_left & row_ok,
-                ok_halo_right & row_ok, is_first, is_last, shift_left, shift_right, w_u, FAST_SILU, INTERPRETED,
-            )  # fmt: skip
-            next_g, same_g, prev_g = _row_contributions_by_dot(
-                z_row + hidden, offsets, halo_left, halo_right, ok_mid & row_ok, ok_halo_left & row_ok,
-                ok_halo_right & row_ok, is_first, is_last, shift_left, shift_right, w_g, FAST_SILU, INTERPRETED,
-            )  # fmt: skip
-        else:
-            next_u, same_u, prev_u = _row_contributions(
-                z_row, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_u, FAST_SILU,
-            )  # fmt: skip
-            next_g, same_g, prev_g = _row_contributions(
-                z_row + hidden, offsets, stride_zn, ok_left & row_ok, ok_mid & row_ok, ok_right & row_ok, w_g,
-                FAST_SILU,
-            )  # fmt: skip
+        u_left, u_mid, u_right = raw_u
+        g_left, g_mid, g_right = raw_g
+        next_ok = (i + 1 >= 0) & (i + 1 < rows)  # rows −1 and `rows` are padding
+        ok_l, ok_m, ok_r = ok_left & next_ok, ok_mid & next_ok, ok_right & next_ok
+        raw_u = _load_row(z_row + z_step, offsets, stride_zn, ok_l, ok_m, ok_r)
+        raw_g = _load_row(z_row + z_step + hidden, offsets, stride_zn, ok_l, ok_m, ok_r)
+        next_u, same_u, prev_u = _contributions(u_left, u_mid, u_right, w_u, FAST_SILU)
+        next_g, same_g, prev_g = _contributions(g_left, g_mid, g_right, w_g, FAST_SILU)
         if i - 1 >= r0:  # output row i − 1 now has all three input rows: gate it and store it once
             u = acc_prev_u + prev_u
             gate = acc_prev_g + prev_g
@@ -291,13 +246,12 @@ def silu_dwconv_glu(
     block_h: int | None = None,
     strip_rows: int | None = None,
     fast_silu: bool | None = None,
-    shift_by_dot: bool = False,
+    num_warps: int | None = None,
 ) -> torch.Tensor:
     """As `naive.silu_dwconv_glu` (shapes checked by the caller). block_c, block_h (powers of two) and
     strip_rows override the tiling, so tests reach several column blocks, channel blocks and strips;
     fast_silu overrides the choice of SiLU (default: tanh.approx for half inputs on the GPU);
-    shift_by_dot SiLUs each input once and shifts columns by tl.dot (bf16 inputs, block_c and block_h
-    ≥ 16: tl.dot's smallest block)."""
+    num_warps overrides the warps per program (default NUM_WARPS, else by block size)."""
     refuse_gradients("silu_dwconv_glu", z, weight, bias)
     batch, tokens, channels = z.shape
     hidden = channels // 2
@@ -306,10 +260,6 @@ def silu_dwconv_glu(
     weight = weight.contiguous()  # [2h, 1, 3, 3]: tap (kr, kc) of channel c at c·9 + 3·kr + kc
     bias_arg = bias.contiguous() if bias is not None else weight  # never read without HAS_BIAS
 
-    if shift_by_dot and z.dtype != torch.bfloat16:
-        raise ValueError(
-            f"shift_by_dot rounds the SiLU'd inputs to bf16: it takes bf16 inputs, not {z.dtype}"
-        )
     if fast_silu is None:
         fast_silu = z.dtype in (torch.float16, torch.bfloat16)
     fast_silu = fast_silu and not INTERPRET  # the interpreter runs no inline assembly
@@ -320,8 +270,6 @@ def silu_dwconv_glu(
 
     block_c = block_c or min(MAX_BLOCK_C, triton.next_power_of_2(cols))
     block_h = block_h or min(MAX_BLOCK_H, triton.next_power_of_2(hidden))
-    if shift_by_dot:
-        block_c, block_h = max(block_c, 16), max(block_h, 16)
     col_blocks = triton.cdiv(cols, block_c)
     channel_blocks = triton.cdiv(hidden, block_h)
     images = batch * frames
@@ -330,7 +278,7 @@ def silu_dwconv_glu(
     strips = triton.cdiv(rows, strip_rows)
     # About 8 fp32 values per thread per block ([16, 64] at 4 warps, [32, 64] at 8), so the ~10 live
     # blocks fit in registers.
-    num_warps = 8 if block_c * block_h >= 2048 else 4
+    num_warps = num_warps or NUM_WARPS or (8 if block_c * block_h >= 2048 else 4)
 
     _silu_dwconv_glu_kernel[(images * strips * col_blocks, channel_blocks)](
         z,
@@ -348,8 +296,6 @@ def silu_dwconv_glu(
         strip_rows,
         HAS_BIAS=bias is not None,
         FAST_SILU=fast_silu,
-        SHIFT_BY_DOT=shift_by_dot,
-        INTERPRETED=INTERPRET,
         BLOCK_C=block_c,
         BLOCK_H=block_h,
         num_warps=num_warps,

@@ -69,11 +69,16 @@ dispatch.register("layer_norm_modulate", "naive", naive.layer_norm_modulate, pri
 for _op in ("rms_norm", "glu_gate"):
     dispatch.register(_op, "naive", getattr(naive, _op), priority=0)
 if triton_kernels is not None:
-    for _op in ("layer_norm_modulate", "rms_norm", "glu_gate"):
+    for _op, _fn in (
+        (
+            "layer_norm_modulate",
+            triton_kernels.layer_norm_modulate_op,
+        ),  # custom ops: compile calls them as they are
+        ("rms_norm", triton_kernels.rms_norm_op),
+        ("glu_gate", triton_kernels.glu_gate),
+    ):
         # Opt-in (negative priority) until timed inside the model on a GPU.
-        dispatch.register(
-            _op, "triton", getattr(triton_kernels, _op), priority=-1, available=triton_available
-        )
+        dispatch.register(_op, "triton", _fn, priority=-1, available=triton_available)
 
 
 __all__ = ["glu_gate", "layer_norm_modulate", "rms_norm", "triton_available"]

@@ -12,7 +12,7 @@ import triton
 import triton.language as tl
 
 from sana_video.ops.triton_support import INTERPRET as INTERPRET  # read by the tests
-from sana_video.ops.triton_support import check_interpret_mode
+from sana_video.ops.triton_support import check_interpret_mode, refuse_gradients
 
 # Tests set this to fill outputs with NaN before each launch, so an element a kernel skips shows up.
 POISON_OUTPUTS = False
@@ -153,3 +153,39 @@ def glu_gate(y: torch.Tensor, silu_input: bool = False) -> torch.Tensor:
     grid = (out.numel() // hidden, triton.cdiv(hidden, block))
     _glu_gate_kernel[grid](y, out, hidden, SILU_INPUT=silu_input, BLOCK=block, num_warps=4)
     return out
+
+
+# What dispatch runs: the kernels as opaque custom ops, which torch.compile calls as they are (traced into
+# the graph as user-defined Triton kernels, the linear attention's ran 3.4× slower; docs/PERFORMANCE.md).
+@torch.library.custom_op("sana_video::layer_norm_modulate_triton", mutates_args=())
+def _layer_norm_modulate_op(
+    x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, eps: float
+) -> torch.Tensor:
+    return layer_norm_modulate(x, shift, scale, eps)
+
+
+@_layer_norm_modulate_op.register_fake
+def _(x, shift, scale, eps):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("sana_video::rms_norm_triton", mutates_args=())
+def _rms_norm_op(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return rms_norm(x, weight, eps)
+
+
+@_rms_norm_op.register_fake
+def _(x, weight, eps):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def layer_norm_modulate_op(x, shift, scale, eps: float = 1e-6):
+    """`layer_norm_modulate` as one opaque op."""
+    refuse_gradients("layer_norm_modulate", x, shift, scale)  # inside the op autograd is off
+    return _layer_norm_modulate_op(x, shift, scale, eps)
+
+
+def rms_norm_op(x, weight, eps: float = 1e-5):
+    """`rms_norm` as one opaque op."""
+    refuse_gradients("rms_norm", x, weight)
+    return _rms_norm_op(x, weight, eps)
