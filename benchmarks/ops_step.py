@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from sana_video.ops import dispatch, use_backend
+from sana_video.ops import QKNorm, dispatch, use_backend
 from sana_video.ops.linear_attention import linear_attention
 from sana_video.ops.mixffn_conv import silu_dwconv_glu
 from sana_video.ops.norms import glu_gate, layer_norm_modulate, rms_norm
@@ -45,15 +45,18 @@ def rel_err(a, b) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-def attention(q, k, v, rope, fp32=False):
-    """The linear attention's output; fp32=True on fp32 copies (eager's bf16 inputs take bf16 operands)."""
+def attention(q, k, v, rope, qk_norm=None, fp32=False):
+    """The linear attention's output; fp32=True on fp32 copies (eager's bf16 inputs take bf16 operands).
+    With qk_norm, q and k are un-normed and the op applies the RMSNorm across heads (the model's way)."""
     if fp32:
         q, k, v = (t.float() for t in (q, k, v))
-    return linear_attention(q, k, v, rope)[0]
+        qk_norm = qk_norm and QKNorm(qk_norm.q_weight.float(), qk_norm.k_weight.float(), qk_norm.eps)
+    return linear_attention(q, k, v, rope, qk_norm=qk_norm)[0]
 
 
 def cases(batch, grid, heads, head_dim, hidden, dtype):
-    """(op, call(**inputs), inputs, bytes moved at least) at these shapes."""
+    """(name, op, call, bytes moved at least) at these shapes; la+qk_norm is the linear attention with the
+    q/k RMSNorm handed to it (eager: normed first; Triton: inside its loads)."""
     gen = torch.Generator("cuda").manual_seed(0)
     tokens, width = math.prod(grid), heads * head_dim
 
@@ -72,12 +75,34 @@ def cases(batch, grid, heads, head_dim, hidden, dtype):
     z = randn(batch, tokens, 2 * hidden)
     conv_w, conv_b = randn(2 * hidden, 1, 3, 3, scale=0.3), randn(2 * hidden, scale=0.1)
     norm_w = 1 + randn(width, scale=0.1)
+    qk_norm = QKNorm(norm_w, 1 + randn(width, scale=0.1), 1e-5)
     return [
-        ("linear_attention", functools.partial(attention, q, k, v, rope), 4 * q.numel() * size),
-        ("layer_norm_modulate", lambda: layer_norm_modulate(x, shift, scale), 2 * x.numel() * size),
-        ("rms_norm", lambda: rms_norm(x, norm_w), 2 * x.numel() * size),
-        ("glu_gate", lambda: glu_gate(z), 1.5 * z.numel() * size),
-        ("silu_dwconv_glu", lambda: silu_dwconv_glu(z, conv_w, conv_b, grid), 1.5 * z.numel() * size),
+        (
+            "linear_attention",
+            "linear_attention",
+            functools.partial(attention, q, k, v, rope),
+            4 * q.numel() * size,
+        ),
+        (
+            "la+qk_norm",
+            "linear_attention",
+            functools.partial(attention, q, k, v, rope, qk_norm),
+            4 * q.numel() * size,
+        ),
+        (
+            "layer_norm_modulate",
+            "layer_norm_modulate",
+            lambda: layer_norm_modulate(x, shift, scale),
+            2 * x.numel() * size,
+        ),
+        ("rms_norm", "rms_norm", lambda: rms_norm(x, norm_w), 2 * x.numel() * size),
+        ("glu_gate", "glu_gate", lambda: glu_gate(z), 1.5 * z.numel() * size),
+        (
+            "silu_dwconv_glu",
+            "silu_dwconv_glu",
+            lambda: silu_dwconv_glu(z, conv_w, conv_b, grid),
+            1.5 * z.numel() * size,
+        ),
     ]
 
 
@@ -186,9 +211,9 @@ def main() -> None:
     print(torch.cuda.get_device_name(), "| torch", torch.__version__)
     rows = []
     with torch.no_grad():
-        for op, call, moved in cases(args.batch, tuple(args.grid), args.heads, args.head_dim, args.hidden,
-                                     torch.bfloat16):  # fmt: skip
-            if args.ops and op not in args.ops:
+        for name, op, call, moved in cases(args.batch, tuple(args.grid), args.heads, args.head_dim,
+                                           args.hidden, torch.bfloat16):  # fmt: skip
+            if args.ops and name not in args.ops:
                 continue
             # The fp32 reference: `naive`; for linear attention the associative path (`eager`, tested
             # against the quadratic `naive`, which would need [B, H, N, N] here) on fp32 copies.
@@ -204,10 +229,10 @@ def main() -> None:
                         fn = torch.compile(call, dynamic=False) if compiled else call
                         out = fn()
                         seconds = timed(fn, args.warmup, args.repeats)
-                    rows.append((op, label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference)))
+                    rows.append((name, label, seconds * 1e3, moved / seconds / 1e9, rel_err(out, reference)))
                 except Exception as error:  # a failing backend is a result to report
-                    rows.append((op, label, float("nan"), float("nan"), float("nan")))
-                    print(f"{op} {label}: {type(error).__name__}: {str(error)[:300]}")
+                    rows.append((name, label, float("nan"), float("nan"), float("nan")))
+                    print(f"{name} {label}: {type(error).__name__}: {str(error)[:300]}")
                 torch._dynamo.reset()
     if args.sweep and (not args.ops or "linear_attention" in args.ops):
         rows += sweep_linear_attention(args)

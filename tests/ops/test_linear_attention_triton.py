@@ -12,8 +12,9 @@ import math
 import pytest
 import torch
 
-from sana_video.ops import LinearAttentionState, dispatch, linear_attention, use_backend
+from sana_video.ops import LinearAttentionState, QKNorm, dispatch, linear_attention, use_backend
 from sana_video.ops.linear_attention import eager
+from sana_video.ops.norms import naive as norms_naive
 from tests.conftest import rel_err
 
 triton_kernel = pytest.importorskip("sana_video.ops.linear_attention.triton_kernel", exc_type=ImportError)
@@ -233,6 +234,78 @@ def test_dispatch_runs_one_opaque_op_that_compiles():
     assert triton_kernel.linear_attention_op(q, k, v, None, None, False, 1e-15)[1] is None
     torch.library.opcheck(
         triton_kernel._linear_attention_op,
-        (q, k, v, *rope, *initial, 1e-15),
+        (q, k, v, *rope, *initial, 1e-15, None, None, 0.0),
         test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"),
     )
+
+
+def _qk_norm(heads, dim, dtype, seed=5):
+    """Norm weights around 1 with a few negative ones (so the norm changes which channels ReLU keeps)."""
+    gen = torch.Generator().manual_seed(seed)
+    weights = (1 + 0.6 * torch.randn(2, heads * dim, generator=gen)).to(DEVICE, dtype)
+    return QKNorm(weights[0], weights[1], 1e-5)
+
+
+def _normed(x, weight, eps):
+    """The fp32 reference RMSNorm across heads, written out (not the op under test)."""
+    return norms_naive.rms_norm(x.flatten(2), weight, eps).unflatten(-1, x.shape[-2:])
+
+
+@pytest.mark.parametrize(
+    "dim, dim_v, tiling, split",
+    [
+        (24, 24, None, None),
+        (112, 32, SMALL_TILES, 16),
+    ],  # the 2B head dim pads 56 pairs to 64; 3 tiles, 3 splits
+)
+def test_qk_norm_in_the_loads_fp32(dim, dim_v, tiling, split):
+    """RMSNorm across heads applied while the kernels load q and k: against the reference norm followed
+    by the reference attention. q and k are scaled far from unit RMS, so a missing or per-head norm
+    is off by the scale."""
+    q, k, v, rope, initial = _inputs(batch=2, tokens=37, heads=3, dim=dim, dim_v=dim_v, state=True)
+    q, k = 3.0 * q, 0.2 * k + 0.1
+    norm = _qk_norm(3, dim, torch.float32)
+    got = triton_kernel.linear_attention(
+        q, k, v, rope, initial, True, 1e-15, tiling=tiling, split_tokens=split, qk_norm=tuple(norm)
+    )
+    qn, kn = _normed(q, norm.q_weight, norm.eps), _normed(k, norm.k_weight, norm.eps)
+    _check(got, naive_run := _run("naive", qn, kn, v, rope, initial), TOL[torch.float32])
+    # Through the dispatch: the same with the kernel (folded) and with eager (normed first).
+    _check(_run_normed("triton", q, k, v, rope, initial, norm), naive_run, TOL[torch.float32])
+    _check(_run_normed("eager", q, k, v, rope, initial, norm), naive_run, TOL[torch.float32])
+
+
+def _run_normed(backend, q, k, v, rope, initial, norm):
+    with use_backend("linear_attention", backend):
+        return linear_attention(q, k, v, rope, initial_state=initial, output_final_state=True, qk_norm=norm)
+
+
+@pytest.mark.parametrize("weight_dtype", [torch.bfloat16, torch.float32])
+def test_qk_norm_in_the_loads_bf16(weight_dtype):
+    """bf16 q, k (views of one fused projection, as the model's FP8 path gives) with bf16 or fp32 norm
+    weights: against eager on the model's own RMSNorm of them — within bf16 rounding (a normed value
+    may round one ulp apart: the kernel's statistic sums in another order)."""
+    gen = torch.Generator().manual_seed(7)
+    qkv = torch.randn(1, 37, 3, 2, 112, generator=gen).to(DEVICE, torch.bfloat16)
+    q, k, v = qkv.unbind(2)
+    _, _, _, rope, initial = _inputs(batch=1, tokens=37, heads=2, dim=112, state=True)
+    norm = _qk_norm(2, 112, weight_dtype)
+    out, final = _run_normed("triton", q, k, v, rope, initial, norm)
+    qn, kn = _normed(q, norm.q_weight, norm.eps), _normed(k, norm.k_weight, norm.eps)
+    ref_out, ref_final = eager.linear_attention(qn, kn, v, rope, initial, True, 1e-15)
+    assert torch.isfinite(out).all() and rel_err(out, ref_out) <= TOL[torch.bfloat16]
+    for got_t, ref_t in zip(final, ref_final):
+        assert rel_err(got_t, ref_t) <= STATE_TOL_HALF
+
+
+def test_qk_norm_weights_that_need_gradients_get_them():
+    """Where autograd needs the norm weights, the dispatch norms q and k itself, and the normed q (which
+    then needs a gradient) chooses the backend, so gradients reach the weights."""
+    q, k, v, rope, _ = _inputs(tokens=7)
+    norm = _qk_norm(3, 24, torch.float32)
+    norm = QKNorm(norm.q_weight.clone().requires_grad_(), norm.k_weight.clone().requires_grad_(), norm.eps)
+    with torch.no_grad():
+        expected = _run_normed("eager", q, k, v, rope, None, norm)[0]
+    out = _run_normed("eager", q, k, v, rope, None, norm)[0]
+    out.sum().backward()
+    assert torch.allclose(out, expected) and norm.q_weight.grad is not None and norm.k_weight.grad is not None

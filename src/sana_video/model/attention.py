@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sana_video.model.layers import RMSNorm
-from sana_video.ops import LinearAttentionState, linear_attention
+from sana_video.ops import LinearAttentionState, QKNorm, linear_attention
 
 QK_NORMS = ("rms_norm_across_heads", None)
 
@@ -58,10 +58,15 @@ class LinearSelfAttention(nn.Module):
             q, k, v = self.to_qkv(x).chunk(3, dim=-1)  # views: the kernels read them in place
         else:
             q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
-        q = self.norm_q(q).unflatten(-1, (self.heads, -1))  # [B, N, H, d]
-        k = self.norm_k(k).unflatten(-1, (self.heads, -1))
+        qk_norm = None
+        if isinstance(self.norm_q, RMSNorm):  # handed to the op, which may apply it as it loads q and k
+            qk_norm = QKNorm(self.norm_q.weight, self.norm_k.weight, self.norm_q.eps)
+        q = q.unflatten(-1, (self.heads, -1))  # [B, N, H, d]
+        k = k.unflatten(-1, (self.heads, -1))
         v = v.unflatten(-1, (self.heads, -1))
-        out, state = linear_attention(q, k, v, rope, initial_state=state, output_final_state=return_state)
+        out, state = linear_attention(
+            q, k, v, rope, initial_state=state, output_final_state=return_state, qk_norm=qk_norm
+        )
         return self.to_out(out.flatten(2)), state
 
 

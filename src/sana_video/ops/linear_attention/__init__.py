@@ -17,6 +17,16 @@ import torch
 
 from sana_video.ops import dispatch
 from sana_video.ops.linear_attention import eager, naive
+from sana_video.ops.norms import rms_norm
+
+
+class QKNorm(NamedTuple):
+    """RMSNorm across heads for q and k (as `model.layers.RMSNorm` over H·d channels), handed to the op
+    so a backend can apply it while it loads q and k instead of in separate passes."""
+
+    q_weight: torch.Tensor  # [H·d]
+    k_weight: torch.Tensor  # [H·d]
+    eps: float
 
 
 class LinearAttentionState(NamedTuple):
@@ -34,6 +44,7 @@ def linear_attention(
     initial_state: LinearAttentionState | None = None,
     output_final_state: bool = False,
     eps: float = 1e-15,
+    qk_norm: QKNorm | None = None,
 ) -> tuple[torch.Tensor, LinearAttentionState | None]:
     """Bidirectional ReLU linear attention over one chunk, reading (and optionally extending) a state.
 
@@ -45,14 +56,37 @@ def linear_attention(
         initial_state: the sums of earlier chunks; None means an empty context.
         output_final_state: also return initial_state plus this chunk's keys and values.
         eps: added to the normalizer (1e-15, as the reference).
+        qk_norm: if given, q and k are un-normed and are RMS-normalised across heads first (`QKNorm`);
+            the Triton backend does it inside its loads, the others with `ops.norms.rms_norm`.
 
     Returns:
         o [B, N, H, d_v] in v's dtype, and the final state (or None).
     """
     _check(q, k, v, rope, initial_state)
     impl = dispatch.resolve("linear_attention", q)
-    out, final = impl(q, k, v, rope, initial_state, output_final_state, eps)
+    folded = {}
+    if qk_norm is not None:
+        _check_norm(q, qk_norm)
+        trains_norm = torch.is_grad_enabled() and (
+            qk_norm.q_weight.requires_grad or qk_norm.k_weight.requires_grad
+        )
+        if getattr(impl, "folds_qk_norm", False) and not trains_norm:
+            folded = {"qk_norm": tuple(qk_norm)}
+        else:  # normed here; the normed q decides the backend (it needs a gradient if the weights do)
+            q = rms_norm(q.flatten(2), qk_norm.q_weight, qk_norm.eps).unflatten(-1, q.shape[-2:])
+            k = rms_norm(k.flatten(2), qk_norm.k_weight, qk_norm.eps).unflatten(-1, k.shape[-2:])
+            impl = dispatch.resolve("linear_attention", q)
+    out, final = impl(q, k, v, rope, initial_state, output_final_state, eps, **folded)
     return out, (LinearAttentionState(*final) if final is not None else None)
+
+
+def _check_norm(q, qk_norm: QKNorm) -> None:
+    width = q.shape[-2] * q.shape[-1]
+    if qk_norm.q_weight.shape != (width,) or qk_norm.k_weight.shape != (width,):
+        raise ValueError(
+            f"qk_norm weights must be [H·d] = [{width}]; got "
+            f"{tuple(qk_norm.q_weight.shape)} and {tuple(qk_norm.k_weight.shape)}"
+        )
 
 
 def _check(q, k, v, rope, state) -> None:
@@ -98,4 +132,4 @@ else:
         available=lambda x: x.is_cuda and not x.requires_grad and x.dtype in (torch.float16, torch.bfloat16),
     )
 
-__all__ = ["LinearAttentionState", "linear_attention"]
+__all__ = ["LinearAttentionState", "QKNorm", "linear_attention"]

@@ -63,14 +63,47 @@ DOT_PRECISION = {torch.float32: "tf32x3", torch.float16: "tf32", torch.bfloat16:
 
 
 @triton.jit
-def _load_pairs(row_ptrs, n_ok, dim, BLOCK_N: tl.constexpr, BLOCK_HALF: tl.constexpr):
+def _load_pairs(
+    row_ptrs, n_ok, dim, rstd, w, NORM: tl.constexpr, W_HALF: tl.constexpr, INTERPRETED: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_HALF: tl.constexpr,
+):  # fmt: skip
     """φ of a [BLOCK_N, d] tile (rows at row_ptrs, channels contiguous) as its even and odd channels,
     each [BLOCK_N, BLOCK_HALF] fp32. One contiguous (vectorised) load, split into the pairs in registers:
-    two stride-2 loads would issue 2-byte accesses. Padding rows and channels load as 0 = φ(0)."""
+    two stride-2 loads would issue 2-byte accesses. Padding rows and channels load as 0 = φ(0).
+
+    With NORM the tile is first RMS-normalised as `model.layers.RMSNorm` does it: x·rstd (rstd [BLOCK_N],
+    each token's 1/RMS over all heads) times this head's weights w [1, 2·BLOCK_HALF], with the module's
+    roundings — to a half weight's dtype before and after the product, then to x's dtype."""
     cols = tl.arange(0, 2 * BLOCK_HALF)
     x = tl.load(row_ptrs + cols[None, :], mask=n_ok[:, None] & (cols < dim)[None, :], other=0.0)
+    if NORM:
+        normed = x.to(tl.float32) * rstd[:, None]
+        if W_HALF:  # a product of two half values is exact in fp32: one rounding = the half multiply
+            normed = _round_to(normed, w.dtype, INTERPRETED) * w.to(tl.float32)
+            normed = _round_to(normed, w.dtype, INTERPRETED)
+        else:
+            normed = normed * w
+        x = _round_to(normed, x.dtype, INTERPRETED)
     x = tl.maximum(x.to(tl.float32), 0.0)
     return tl.split(tl.reshape(x, (BLOCK_N, BLOCK_HALF, 2)))
+
+
+@triton.jit
+def _round_to(x, dtype: tl.constexpr, INTERPRETED: tl.constexpr):
+    """fp32 x rounded to dtype (nearest even), as fp32. (The interpreter's bf16 cast truncates.)"""
+    if dtype == tl.bfloat16:
+        return bf16_operand(x, INTERPRETED).to(tl.float32)
+    return x.to(dtype).to(tl.float32)
+
+
+@triton.jit
+def _norm_inputs(rstd_ptr, w_ptr, b, h, tokens, dim, NORM: tl.constexpr, BLOCK_HALF: tl.constexpr):
+    """The pointer to batch b's per-token rstd and head h's norm weights [1, 2·BLOCK_HALF] (padding 0)."""
+    if NORM:
+        cols = tl.arange(0, 2 * BLOCK_HALF)
+        w = tl.load(w_ptr + h * dim + cols, mask=cols < dim, other=0.0)[None, :]
+        return rstd_ptr + b * tokens, w
+    return rstd_ptr, 0.0
 
 
 @triton.jit
@@ -98,6 +131,8 @@ def _state_kernel(
     k_sum0_ptr,
     kv_ptr,
     k_sum_ptr,
+    k_rstd_ptr,
+    k_w_ptr,
     heads,
     dim,
     dim_v,
@@ -112,6 +147,8 @@ def _state_kernel(
     stride_vh,
     HAS_ROPE: tl.constexpr,
     HAS_INITIAL: tl.constexpr,
+    NORM: tl.constexpr,
+    W_HALF: tl.constexpr,
     PRECISION: tl.constexpr,
     BF16_DOTS: tl.constexpr,
     INTERPRETED: tl.constexpr,
@@ -132,6 +169,7 @@ def _state_kernel(
 
     k_base = k_ptr + b * stride_kb + h * stride_kh
     v_base = v_ptr + b * stride_vb + h * stride_vh
+    k_rstd, k_w = _norm_inputs(k_rstd_ptr, k_w_ptr, b, h, tokens, dim, NORM, BLOCK_HALF)
 
     s_even = tl.zeros((BLOCK_DV, BLOCK_HALF), dtype=tl.float32)  # S[:, 0::2]
     s_odd = tl.zeros((BLOCK_DV, BLOCK_HALF), dtype=tl.float32)  # S[:, 1::2]
@@ -145,7 +183,10 @@ def _state_kernel(
         n_ok = n < end
         rows = n.to(tl.int64)[:, None]
         # Padding rows and channels load as 0, and φ(0) = 0 adds nothing to S or z.
-        k_even, k_odd = _load_pairs(k_base + rows * stride_kn, n_ok, dim, BLOCK_N, BLOCK_HALF)
+        rstd = tl.load(k_rstd + n, mask=n_ok, other=0.0) if NORM else 0.0
+        k_even, k_odd = _load_pairs(
+            k_base + rows * stride_kn, n_ok, dim, rstd, k_w, NORM, W_HALF, INTERPRETED, BLOCK_N, BLOCK_HALF
+        )
         z_even += tl.sum(k_even, axis=0)  # z takes φ(k) before RoPE: the denominator is unrotated
         z_odd += tl.sum(k_odd, axis=0)
         if HAS_ROPE:
@@ -194,6 +235,8 @@ def _output_kernel(
     kv_ptr,
     k_sum_ptr,
     out_ptr,
+    q_rstd_ptr,
+    q_w_ptr,
     heads,
     dim,
     dim_v,
@@ -207,6 +250,8 @@ def _output_kernel(
     stride_oh,
     eps,
     HAS_ROPE: tl.constexpr,
+    NORM: tl.constexpr,
+    W_HALF: tl.constexpr,
     PRECISION: tl.constexpr,
     BF16_DOTS: tl.constexpr,
     INTERPRETED: tl.constexpr,
@@ -243,12 +288,16 @@ def _output_kernel(
 
     q_head = q_ptr + b * stride_qb + h * stride_qh
     out_head = out_ptr + b * stride_ob + h * stride_oh
+    q_rstd, q_w = _norm_inputs(q_rstd_ptr, q_w_ptr, b, h, tokens, dim, NORM, BLOCK_HALF)
     for tile in range(first_tile, tl.cdiv(tokens, BLOCK_N), tile_step):
         n = tile * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = n < tokens
         rows = n.to(tl.int64)[:, None]
         q_base = q_head + rows * stride_qn
-        q_even, q_odd = _load_pairs(q_base, n_ok, dim, BLOCK_N, BLOCK_HALF)
+        rstd = tl.load(q_rstd + n, mask=n_ok, other=0.0) if NORM else 0.0
+        q_even, q_odd = _load_pairs(
+            q_base, n_ok, dim, rstd, q_w, NORM, W_HALF, INTERPRETED, BLOCK_N, BLOCK_HALF
+        )
 
         # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
         denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
@@ -297,6 +346,14 @@ def _output_programs(bh: int, tiles: int, device: torch.device) -> int:
     return max(1, min(tiles, triton.cdiv(PROGRAMS_PER_SM * _multiprocessors(device), bh)))
 
 
+def _rstd(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """x [B, N, H, d] -> [B, N] fp32: 1/RMS of each token over all its heads' channels, as RMSNorm
+    across heads computes it (its mean of squares is the fp32 norm squared over H·d). One read of x, no
+    fp32 copy of it."""
+    norm = torch.linalg.vector_norm(x.flatten(2), dim=-1, dtype=torch.float32)
+    return torch.rsqrt(norm.square() / (x.shape[-2] * x.shape[-1]) + eps).contiguous()
+
+
 def _channel_strides(x: torch.Tensor) -> torch.Tensor:
     # The kernels address channels with unit stride; any other strides over B, N, H are fine.
     return x if x.stride(-1) == 1 else x.contiguous()
@@ -315,11 +372,14 @@ def linear_attention(
     output_tiling: Tiling | None = None,
     split_tokens: int | None = None,
     output_programs: int | None = None,
+    qk_norm=None,
 ):
     """As `eager.linear_attention`. tiling (both phases, or phase 1 where output_tiling is given),
     split_tokens (a multiple of phase 1's block_n) and output_programs (phase-2 programs per b·h)
     override the defaults, so tests can reach several tiles, splits and tiles per program with few
-    tokens, and benchmarks/ops_step.py --sweep can try tilings."""
+    tokens, and benchmarks/ops_step.py --sweep can try tilings. qk_norm (q_weight, k_weight, eps): q and
+    k are un-normed and get the model's RMSNorm across heads inside the kernels' loads (each token's
+    statistic comes from one reduction over q and one over k first), as the dispatch's `QKNorm`."""
     refuse_gradients("linear_attention", q, k, v, *(initial_state or ()))
     batch, tokens, heads, dim = q.shape
     dim_v = v.shape[-1]
@@ -357,6 +417,17 @@ def linear_attention(
     precision = DOT_PRECISION.get(q.dtype, "tf32x3")
     bf16_dots = q.dtype == k.dtype == v.dtype == torch.bfloat16
 
+    if qk_norm is not None:
+        q_w, k_w, norm_eps = qk_norm
+        q_w, k_w = q_w.contiguous(), k_w.contiguous()
+        q_rstd, k_rstd = _rstd(q, norm_eps), _rstd(k, norm_eps)
+        w_half = q_w.dtype in (torch.float16, torch.bfloat16)
+        if k_w.dtype != q_w.dtype:
+            raise ValueError(f"the q and k norm weights must share a dtype; got {q_w.dtype} and {k_w.dtype}")
+    else:
+        q_w = k_w = q_rstd = k_rstd = q  # never read (NORM is off)
+        w_half = False
+
     partial_kv = _empty((splits, batch, heads, dim_v, dim), torch.float32, device)
     partial_k_sum = _empty((splits, batch, heads, dim), torch.float32, device)
     _state_kernel[(bh, splits)](
@@ -368,6 +439,8 @@ def linear_attention(
         k_sum0,
         partial_kv,
         partial_k_sum,
+        k_rstd,
+        k_w,
         heads,
         dim,
         dim_v,
@@ -382,6 +455,8 @@ def linear_attention(
         v.stride(2),
         HAS_ROPE=rope is not None,
         HAS_INITIAL=initial_state is not None,
+        NORM=qk_norm is not None,
+        W_HALF=w_half,
         PRECISION=precision,
         BF16_DOTS=bf16_dots,
         INTERPRETED=INTERPRET,
@@ -408,6 +483,8 @@ def linear_attention(
             kv,
             k_sum,
             out,
+            q_rstd,
+            q_w,
             heads,
             dim,
             dim_v,
@@ -421,6 +498,8 @@ def linear_attention(
             out.stride(2),
             eps,
             HAS_ROPE=rope is not None,
+            NORM=qk_norm is not None,
+            W_HALF=w_half,
             PRECISION=precision,
             BF16_DOTS=bf16_dots,
             INTERPRETED=INTERPRET,
@@ -446,15 +525,19 @@ def _linear_attention_op(
     kv0: torch.Tensor | None,
     k_sum0: torch.Tensor | None,
     eps: float,
+    q_norm_weight: torch.Tensor | None,
+    k_norm_weight: torch.Tensor | None,
+    norm_eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     rope = (cos, sin) if cos is not None else None
     initial = (kv0, k_sum0) if kv0 is not None else None
-    out, (kv, k_sum) = linear_attention(q, k, v, rope, initial, True, eps)
+    qk_norm = (q_norm_weight, k_norm_weight, norm_eps) if q_norm_weight is not None else None
+    out, (kv, k_sum) = linear_attention(q, k, v, rope, initial, True, eps, qk_norm=qk_norm)
     return out, kv, k_sum
 
 
 @_linear_attention_op.register_fake
-def _(q, k, v, cos, sin, kv0, k_sum0, eps):
+def _(q, k, v, cos, sin, kv0, k_sum0, eps, q_norm_weight, k_norm_weight, norm_eps):
     batch, tokens, heads, dim = q.shape
     dim_v = v.shape[-1]
     return (
@@ -464,12 +547,16 @@ def _(q, k, v, cos, sin, kv0, k_sum0, eps):
     )
 
 
-def linear_attention_op(q, k, v, rope, initial_state, output_final_state: bool, eps: float):
+def linear_attention_op(q, k, v, rope, initial_state, output_final_state: bool, eps: float, qk_norm=None):
     """`linear_attention` with the default tiling, as one opaque op (what dispatch runs)."""
     refuse_gradients(
-        "linear_attention", q, k, v, *(initial_state or ())
+        "linear_attention", q, k, v, *(initial_state or ()), *(qk_norm or ())[:2]
     )  # checked here: inside the op autograd is off
     cos, sin = rope if rope is not None else (None, None)
     kv0, k_sum0 = initial_state if initial_state is not None else (None, None)
-    out, kv, k_sum = _linear_attention_op(q, k, v, cos, sin, kv0, k_sum0, eps)
+    q_w, k_w, norm_eps = qk_norm if qk_norm is not None else (None, None, 0.0)
+    out, kv, k_sum = _linear_attention_op(q, k, v, cos, sin, kv0, k_sum0, eps, q_w, k_w, norm_eps)
     return out, ((kv, k_sum) if output_final_state else None)
+
+
+linear_attention_op.folds_qk_norm = True  # the dispatch hands it un-normed q, k and the norm weights
