@@ -98,12 +98,14 @@ def _round_to(x, dtype: tl.constexpr, INTERPRETED: tl.constexpr):
 
 @triton.jit
 def _norm_inputs(rstd_ptr, w_ptr, b, h, tokens, dim, NORM: tl.constexpr, BLOCK_HALF: tl.constexpr):
-    """The pointer to batch b's per-token rstd and head h's norm weights [1, 2·BLOCK_HALF] (padding 0)."""
+    """The pointer to batch b's per-token rstd and head h's norm weights [1, 2·BLOCK_HALF] (padding 0).
+    (One return: a compiled jit function may not return from inside a constexpr branch and again after.)"""
     if NORM:
         cols = tl.arange(0, 2 * BLOCK_HALF)
         w = tl.load(w_ptr + h * dim + cols, mask=cols < dim, other=0.0)[None, :]
-        return rstd_ptr + b * tokens, w
-    return rstd_ptr, 0.0
+    else:
+        w = 0.0
+    return rstd_ptr + b * tokens, w
 
 
 @triton.jit
@@ -183,7 +185,9 @@ def _state_kernel(
         n_ok = n < end
         rows = n.to(tl.int64)[:, None]
         # Padding rows and channels load as 0, and φ(0) = 0 adds nothing to S or z.
-        rstd = tl.load(k_rstd + n, mask=n_ok, other=0.0) if NORM else 0.0
+        rstd = 0.0
+        if NORM:
+            rstd = tl.load(k_rstd + n, mask=n_ok, other=0.0)
         k_even, k_odd = _load_pairs(
             k_base + rows * stride_kn, n_ok, dim, rstd, k_w, NORM, W_HALF, INTERPRETED, BLOCK_N, BLOCK_HALF
         )
@@ -294,7 +298,9 @@ def _output_kernel(
         n_ok = n < tokens
         rows = n.to(tl.int64)[:, None]
         q_base = q_head + rows * stride_qn
-        rstd = tl.load(q_rstd + n, mask=n_ok, other=0.0) if NORM else 0.0
+        rstd = 0.0
+        if NORM:
+            rstd = tl.load(q_rstd + n, mask=n_ok, other=0.0)
         q_even, q_odd = _load_pairs(
             q_base, n_ok, dim, rstd, q_w, NORM, W_HALF, INTERPRETED, BLOCK_N, BLOCK_HALF
         )
