@@ -18,6 +18,7 @@ from diffusers.video_processor import VideoProcessor
 
 from sana_video.model import SanaVideoTransformer3DModel
 from sana_video.pipelines import sizes
+from sana_video.pipelines.streaming_vae import make_upsamplers_compilable
 from sana_video.pipelines.text import encode_prompts
 from sana_video.sampling import classifier_free_guidance, sample, set_timesteps
 from sana_video.sampling.schedulers import step_kwargs
@@ -120,6 +121,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
             self.transformer.compile_repeated_blocks(
                 fullgraph=True, dynamic=False
             )  # a few fixed shapes per video
+            make_upsamplers_compilable(self.vae.decoder)  # else torch 2.11 gives up on the decoder's graph
             self.vae.decoder.compile()
         return self
 

@@ -88,3 +88,55 @@ class StreamingDecoder:
             )  # not the video's first frame: no first-chunk path
         self.decode(window.to(device))
         self.decoded = state["decoded"]
+
+
+def make_upsamplers_compilable(decoder: torch.nn.Module) -> int:
+    """Give each temporal upsampler (diffusers' `WanResample`, mode "upsample3d") of a Wan VAE decoder a
+    forward that torch.compile can trace; returns how many were changed. Same math, bit for bit.
+
+    The cause: from the third latent frame on, diffusers' upsampler compares its cached frames with the
+    string sentinel "Rep" (`tensor != "Rep"`). Eager Python gets NotImplemented and falls back to False;
+    Dynamo in torch 2.11 instead breaks the graph ("torch.* op returned non-Tensor"), inside the
+    decoder's loop over its blocks, so it gives up on the whole decoder frame and compiles every
+    submodule's forward on its own — one code object for all causal convs, recompiled for each channel
+    count until torch.compile's recompile limit, then eager (seen on an H100: 132 s of warm-up, and a
+    slower decode than not compiling). Here the sentinel is told apart by type instead.
+    """
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanResample
+
+    changed = 0
+    for module in decoder.modules():
+        if isinstance(module, WanResample) and module.mode == "upsample3d":
+            module.forward = _upsample3d_forward.__get__(module)
+            changed += 1
+    return changed
+
+
+def _upsample3d_forward(self, x: torch.Tensor, feat_cache=None, feat_idx=None) -> torch.Tensor:
+    """The temporal upsampler: x [B, C, t, H, W] -> [B, C', 2t, 2H, 2W] (t frames, 1 for the very first
+    latent frame). Its causal time conv (kernel 3) doubles the channels, which become frame pairs; the
+    cache slot holds None before the first frame, then the sentinel "Rep" (the first frame is not doubled
+    in time, and the conv sees zeros before the second), then the last 2 input frames."""
+    batch, channels, frames, height, width = x.shape
+    if feat_cache is not None:
+        feat_idx = feat_idx if feat_idx is not None else [0]
+        slot = feat_idx[0]
+        held = feat_cache[slot]
+        if held is None:  # the video's first latent frame: spatial upsampling only
+            feat_cache[slot] = "Rep"
+        else:
+            after_first = isinstance(held, str)  # the sentinel: nothing real cached yet
+            cache = x[:, :, -2:].clone()
+            if cache.shape[2] < 2:  # keep two frames: pad with the previous one (zeros after the first)
+                previous = torch.zeros_like(cache) if after_first else held[:, :, -1:].to(cache.device)
+                cache = torch.cat([previous, cache], dim=2)
+            x = self.time_conv(x) if after_first else self.time_conv(x, held)
+            feat_cache[slot] = cache
+            # [B, 2·C, t] → [B, C, t, 2]: the conv's two channel halves are each frame's two output frames
+            x = x.view(batch, 2, channels, frames, height, width).permute(0, 2, 3, 1, 4, 5)
+            x = x.reshape(batch, channels, 2 * frames, height, width)
+        feat_idx[0] += 1
+    frames = x.shape[2]
+    x = x.permute(0, 2, 1, 3, 4).reshape(batch * frames, channels, height, width)
+    x = self.resample(x)  # nearest-exact ×2 and a 3×3 conv, per frame
+    return x.view(batch, frames, *x.shape[1:]).permute(0, 2, 1, 3, 4)
