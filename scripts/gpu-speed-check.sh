@@ -13,7 +13,7 @@ export PYTHONPATH=/tmp/site:src TRITON_INTERPRET=0
 nvidia-smi --query-gpu=name --format=csv,noheader
 TESTS=${TESTS:-tests/ops/test_linear_attention_triton.py tests/ops/test_mixffn_conv.py tests/ops/test_fused_model.py}
 timeout "${TEST_S:-120}" python3 -m pytest -q --maxfail=5 -p no:cacheprovider $TESTS 2>&1 | tail -8
-OPS=${OPS-linear_attention}
+OPS=${OPS-linear_attention la+qk_norm silu_dwconv_glu}
 [ -n "$OPS" ] && timeout "${OPS_S:-120}" python3 benchmarks/ops_step.py --sweep --ops $OPS 2>&1 \
     | grep -v -i warn | tail -34
 MODES=${MODES-compiled compiled+plain compiled+fp8 diffusers-compiled}  # MODES= skips the step
