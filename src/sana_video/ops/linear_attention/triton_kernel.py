@@ -109,12 +109,16 @@ def _norm_inputs(rstd_ptr, w_ptr, b, h, tokens, dim, NORM: tl.constexpr, BLOCK_H
 
 
 @triton.jit
-def _rotate(even, odd, cos_ptr, sin_ptr, rows, n_ok, pair, half_dim):
-    """RoPE on a tile's channel pairs: each (even, odd) pair of token row n turned by angle table[n, pair]."""
-    table = rows * half_dim + pair[None, :]
-    table_ok = n_ok[:, None] & (pair < half_dim)[None, :]
-    cos = tl.load(cos_ptr + table, mask=table_ok, other=0.0)
-    sin = tl.load(sin_ptr + table, mask=table_ok, other=0.0)
+def _rotate(even, odd, cos_ptr, sin_ptr, rows, n_ok, pair, BLOCK_HALF: tl.constexpr):
+    """RoPE on a tile's channel pairs: each (even, odd) pair of token row n turned by angle table[n, pair].
+
+    The tables come padded to BLOCK_HALF columns (`_rope_tables`), so a row's angles are whole aligned
+    vectors: only rows past the end are masked. (Unpadded, the 2B model's 56-column rows gave the
+    compiler no alignment, and it loaded the tables 4 bytes at a time: 64 of a state tile's 80 loads a
+    thread.) A padding pair's channels are 0, and stay 0 whatever its angle."""
+    table = rows * BLOCK_HALF + pair[None, :]
+    cos = tl.load(cos_ptr + table, mask=n_ok[:, None], other=0.0)
+    sin = tl.load(sin_ptr + table, mask=n_ok[:, None], other=0.0)
     return even * cos - odd * sin, even * sin + odd * cos
 
 
@@ -138,7 +142,6 @@ def _state_kernel(
     heads,
     dim,
     dim_v,
-    half_dim,
     tokens,
     split_tokens,
     stride_kb,
@@ -194,7 +197,7 @@ def _state_kernel(
         z_even += tl.sum(k_even, axis=0)  # z takes φ(k) before RoPE: the denominator is unrotated
         z_odd += tl.sum(k_odd, axis=0)
         if HAS_ROPE:
-            k_even, k_odd = _rotate(k_even, k_odd, cos_ptr, sin_ptr, rows, n_ok, pair, half_dim)
+            k_even, k_odd = _rotate(k_even, k_odd, cos_ptr, sin_ptr, rows, n_ok, pair, BLOCK_HALF)
         # v [tokens, d_v] in the token layout; the dot reads it transposed (no copy in memory).
         v = tl.load(
             v_base + rows * stride_vn + cols_v[None, :], mask=n_ok[:, None] & v_ok[None, :], other=0.0
@@ -244,7 +247,6 @@ def _output_kernel(
     heads,
     dim,
     dim_v,
-    half_dim,
     tokens,
     stride_qb,
     stride_qn,
@@ -308,7 +310,7 @@ def _output_kernel(
         # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
         denominator = tl.sum(q_even * z_even[None, :], axis=1) + tl.sum(q_odd * z_odd[None, :], axis=1) + eps
         if HAS_ROPE:
-            q_even, q_odd = _rotate(q_even, q_odd, cos_ptr, sin_ptr, rows, n_ok, pair, half_dim)
+            q_even, q_odd = _rotate(q_even, q_odd, cos_ptr, sin_ptr, rows, n_ok, pair, BLOCK_HALF)
         if BF16_DOTS:
             q_even = bf16_operand(q_even, INTERPRETED)
             q_odd = bf16_operand(q_odd, INTERPRETED)
@@ -350,6 +352,13 @@ def _output_programs(bh: int, tiles: int, device: torch.device) -> int:
     if device.type != "cuda" or INTERPRET:
         return max(tiles, 1)
     return max(1, min(tiles, triton.cdiv(PROGRAMS_PER_SM * _multiprocessors(device), bh)))
+
+
+def _rope_table(table: torch.Tensor, columns: int, device: torch.device) -> torch.Tensor:
+    """An angle table [N, d/2] as contiguous fp32 [N, columns], zero-padded: whole aligned rows for the
+    kernels' vector loads (`_rotate`)."""
+    table = table.to(device, torch.float32)
+    return torch.nn.functional.pad(table, (0, columns - table.shape[-1])).contiguous()
 
 
 def _rstd(x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -407,9 +416,11 @@ def linear_attention(
         raise ValueError(f"split_tokens ({split_tokens}) must be a multiple of block_n ({tiling.block_n})")
     splits = max(triton.cdiv(tokens, split_tokens), 1)
 
-    half_dim = dim // 2
+    # tl.dot needs every block dim ≥ 16; padding channels are masked to 0.
+    block_half = max(16, triton.next_power_of_2(triton.cdiv(dim, 2)))
+    block_dv = max(16, triton.next_power_of_2(dim_v))
     if rope is not None:
-        cos, sin = (t.to(device, torch.float32).contiguous() for t in rope)
+        cos, sin = (_rope_table(t, block_half, device) for t in rope)
     else:
         cos = sin = q  # never read (HAS_ROPE is off); any pointer will do
     if initial_state is not None:
@@ -417,9 +428,6 @@ def linear_attention(
     else:
         kv0 = k_sum0 = q  # never read
 
-    # tl.dot needs every block dim ≥ 16; padding channels are masked to 0.
-    block_half = max(16, triton.next_power_of_2(triton.cdiv(dim, 2)))
-    block_dv = max(16, triton.next_power_of_2(dim_v))
     precision = DOT_PRECISION.get(q.dtype, "tf32x3")
     bf16_dots = q.dtype == k.dtype == v.dtype == torch.bfloat16
 
@@ -450,7 +458,6 @@ def linear_attention(
         heads,
         dim,
         dim_v,
-        half_dim,
         tokens,
         split_tokens,
         k.stride(0),
@@ -494,7 +501,6 @@ def linear_attention(
             heads,
             dim,
             dim_v,
-            half_dim,
             tokens,
             q.stride(0),
             q.stride(1),
