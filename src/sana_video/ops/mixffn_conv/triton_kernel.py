@@ -203,7 +203,7 @@ def _silu_dwconv_glu_kernel(
     )
     # One halo row above and below the strip. Unrolled by two: the next row's loads then land in fresh
     # registers instead of being moved into the current row's (sm_90 code: 314 → 277 instructions a row;
-    with the taps as one fused multiply-add chain per output row, `_accumulate`, 261).
+    # with the taps as one fused multiply-add chain per output row, `_accumulate`, 261).
     for i in tl.range(r0 - 1, r_end + 1, loop_unroll_factor=2):
         u_left, u_mid, u_right = raw_u
         g_left, g_mid, g_right = raw_g
