@@ -5,8 +5,9 @@
     glu_gate(y, silu_input=False)              u·SiLU(g) for u, g = y.chunk(2, -1), as in `MixFFN`
 
 The kernels' statistics and math are fp32, outputs are in x's (y's) dtype. The Triton kernels run on
-CUDA tensors where forced with `ops.use_backend(op, "triton")` (opt-in until they are timed inside the
-model); otherwise the model's own math does (`eager.py` for the LayerNorm, the references in `naive.py`
+CUDA tensors where forced with `ops.use_backend(op, "triton")` (opt-in: inside the compiled 2B step on
+an H200 they made it slower, 0.527 s against 0.492, as Inductor fuses the modulation and residual math
+around its own norms; docs/PERFORMANCE.md); otherwise the model's own math does (`eager.py` for the LayerNorm, the references in `naive.py`
 for the others). The block and `RMSNorm` call these ops. The tests force the kernels on the CPU through Triton's
 interpreter.
 """
@@ -77,7 +78,7 @@ if triton_kernels is not None:
         ("rms_norm", triton_kernels.rms_norm_op),
         ("glu_gate", triton_kernels.glu_gate),
     ):
-        # Opt-in (negative priority) until timed inside the model on a GPU.
+        # Opt-in (negative priority): slower than Inductor's fusions inside the compiled model.
         dispatch.register(_op, "triton", _fn, priority=-1, available=triton_available)
 
 
