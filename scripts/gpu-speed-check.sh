@@ -4,7 +4,8 @@
 # Triton tiling sweeps (OPS= skips it), benchmarks/transformer_step.py in the modes named by MODES, then one
 # profiled step (PROFILE_ARGS). NCU=kernel-regex adds Nsight Compute's speed-of-light, compute and memory
 # sections for one launch of the matching Triton kernel at the model's shapes (e.g. NCU=_silu_dwconv).
-# NCU_OPS narrows the ops it runs, NCU_ARGS adds ops_step arguments; PROFILE_S=0 skips the profile.
+# NCU_OPS narrows the ops it runs, NCU_ARGS adds ops_step arguments; PROFILE_S=0 skips the profile;
+# E2E_RUNS="ours-optimized ours-fp8 diffusers" adds benchmarks/end_to_end.py (480p, 81 frames, 50 steps).
 # Carry [".whl"]. Each part has its own time limit, so a slow part cannot starve the next.
 set -u
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
@@ -21,6 +22,10 @@ MODES=${MODES-compiled compiled+plain compiled+fp8 diffusers-compiled}  # MODES=
     | grep -v -i -e warn -e "originates from" -e "^  File" -e "^    " | grep -v "^$" | tail -20
 [ "${PROFILE_S:-80}" != 0 ] && (cd benchmarks && PYTHONPATH=/tmp/site:../src timeout "${PROFILE_S:-80}" \
     python3 profile_step.py ${PROFILE_ARGS:-} --top 20 2>&1 | grep -v -i warn | tail -23)
+if [ -n "${E2E_RUNS:-}" ]; then  # e.g. E2E_RUNS="ours-optimized ours-fp8 diffusers": one whole video each
+    timeout "${E2E_S:-420}" python3 benchmarks/end_to_end.py --runs $E2E_RUNS 2>&1 \
+        | grep -v -i -e warn -e "float32: \[\]" -e "^W1" | tail -8
+fi
 if [ -n "${NCU:-}" ]; then
     timeout "${NCU_S:-150}" ncu --kernel-name "regex:${NCU}" --launch-count 1 --section SpeedOfLight \
         --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section Occupancy \
