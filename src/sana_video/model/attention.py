@@ -59,8 +59,15 @@ class LinearSelfAttention(nn.Module):
         else:
             q, k, v = self.to_q(x), self.to_k(x), self.to_v(x)
         qk_norm = None
-        if isinstance(self.norm_q, RMSNorm):  # handed to the op, which may apply it as it loads q and k
+        if (
+            isinstance(self.norm_q, RMSNorm)
+            and isinstance(self.norm_k, RMSNorm)
+            and self.norm_q.eps == self.norm_k.eps
+        ):
+            # handed to the op, which may apply it as it loads q and k
             qk_norm = QKNorm(self.norm_q.weight, self.norm_k.weight, self.norm_q.eps)
+        else:  # no norm (Identity), or modules the op does not know: applied here
+            q, k = self.norm_q(q), self.norm_k(k)
         q = q.unflatten(-1, (self.heads, -1))  # [B, N, H, d]
         k = k.unflatten(-1, (self.heads, -1))
         v = v.unflatten(-1, (self.heads, -1))
