@@ -97,6 +97,18 @@ def _hi_lo(x, INTERPRETED: tl.constexpr):
 
 
 @triton.jit
+def _split_pair_dot(even, odd, even_hi, even_lo, odd_hi, odd_lo, INTERPRETED: tl.constexpr):
+    """[even odd] @ [M_even; M_odd] in fp32, for fp32 tiles even, odd (rounded to bf16 operands here) and
+    matrices given as bf16 high + low parts (`_hi_lo`): four tensor-core products, one fp32 sum."""
+    even = bf16_operand(even, INTERPRETED)
+    odd = bf16_operand(odd, INTERPRETED)
+    acc = tl.dot(even, even_hi)
+    acc = tl.dot(even, even_lo, acc)
+    acc = tl.dot(odd, odd_hi, acc)
+    return tl.dot(odd, odd_lo, acc)
+
+
+@triton.jit
 def _round_to(x, dtype: tl.constexpr, INTERPRETED: tl.constexpr):
     """fp32 x rounded to dtype (nearest even), as fp32. (The interpreter's bf16 cast truncates.)"""
     if dtype == tl.bfloat16:
@@ -323,12 +335,9 @@ def _output_kernel(
 
         # The denominator uses φ(q) before RoPE: a sum of non-negative products, > 0 unless all vanish.
         if BF16_DOTS:
-            phi_even = bf16_operand(q_even, INTERPRETED)
-            phi_odd = bf16_operand(q_odd, INTERPRETED)
-            denominator = tl.dot(phi_even, z_even_hi)
-            denominator = tl.dot(phi_even, z_even_lo, denominator)
-            denominator = tl.dot(phi_odd, z_odd_hi, denominator)
-            denominator = tl.dot(phi_odd, z_odd_lo, denominator)
+            denominator = _split_pair_dot(
+                q_even, q_odd, z_even_hi, z_even_lo, z_odd_hi, z_odd_lo, INTERPRETED
+            )
             denominator = tl.sum(denominator, axis=1) + eps  # column 0 holds it, the rest are 0
         else:
             denominator = (
@@ -337,12 +346,9 @@ def _output_kernel(
         if HAS_ROPE:
             q_even, q_odd = _rotate(q_even, q_odd, cos_ptr, sin_ptr, rows, n_ok, pair, BLOCK_HALF)
         if BF16_DOTS:
-            q_even = bf16_operand(q_even, INTERPRETED)
-            q_odd = bf16_operand(q_odd, INTERPRETED)
-            numerator = tl.dot(q_even, st_even_hi)
-            numerator = tl.dot(q_even, st_even_lo, numerator)
-            numerator = tl.dot(q_odd, st_odd_hi, numerator)
-            numerator = tl.dot(q_odd, st_odd_lo, numerator)
+            numerator = _split_pair_dot(
+                q_even, q_odd, st_even_hi, st_even_lo, st_odd_hi, st_odd_lo, INTERPRETED
+            )
         else:
             numerator = tl.dot(q_even, st_even, input_precision=PRECISION)
             numerator = tl.dot(q_odd, st_odd, numerator, input_precision=PRECISION)
