@@ -67,7 +67,7 @@ dispatch.register("silu_dwconv_glu", "eager", eager.silu_dwconv_glu, priority=0)
 dispatch.register("silu_dwconv_glu", "naive", naive.silu_dwconv_glu, priority=-1)
 if triton_kernel is not None:
     # The default for half-precision CUDA tensors that need no gradient: on an H200 it ran the 2B model's
-    # 480p Mix-FFN middle in 2.3 ms a layer where cuDNN's conv and the compiled SiLU and gate around it
+    # 480p Mix-FFN middle in 1.8 ms a layer where cuDNN's conv and the compiled SiLU and gate around it
     # took ~3.6 ms (docs/PERFORMANCE.md). CPU tensors (interpreted: far slower), training (forward only)
     # and fp32 stay on eager.
     dispatch.register(
