@@ -60,7 +60,7 @@ def build_components(device: torch.device, smoke: bool) -> dict:
                 scheduler=scheduler)  # fmt: skip
 
 
-def make_pipeline(run: str, parts: dict):
+def make_pipeline(run: str, parts: dict, vae_frames_per_call: int | None = None):
     from diffusers import SanaVideoPipeline as DiffusersPipeline
 
     from sana_video import SanaVideoPipeline, SanaVideoTransformer3DModel
@@ -78,7 +78,7 @@ def make_pipeline(run: str, parts: dict):
     vae = copy.deepcopy(parts["vae"]) if run != "ours" else parts["vae"]
     pipe = SanaVideoPipeline(**{**parts, "transformer": transformer, "vae": vae})
     if run != "ours":
-        pipe.optimize(fp8=run == "ours-fp8")
+        pipe.optimize(fp8=run == "ours-fp8", vae_frames_per_call=vae_frames_per_call)
     return pipe
 
 
@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=(480, 832), metavar=("H", "W"))
     parser.add_argument("--frames", type=int, default=81)
     parser.add_argument("--smoke", action="store_true", help="tiny components, 2 steps, 32×32×9")
+    parser.add_argument(
+        "--vae-frames-per-call", type=int, help="for the optimized runs (optimize()'s default)"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.steps, args.size, args.frames = 2, (32, 32), 9
@@ -109,7 +112,7 @@ def main() -> None:
     parts = build_components(device, args.smoke)
     rows, reference = [], None
     for run in args.runs:
-        pipe = make_pipeline(run, parts)
+        pipe = make_pipeline(run, parts, args.vae_frames_per_call)
         pipe.set_progress_bar_config(disable=True)
         start = time.perf_counter()
         with torch.no_grad():

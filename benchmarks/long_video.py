@@ -3,17 +3,20 @@
     python benchmarks/long_video.py --minutes 4          # marks at 1, 2 and 4 minutes of video
 
 1. Components, per chunk of 10 latent frames (40 video frames): the transformer forward reading a state
-   (eager, and regionally compiled), and the streaming VAE decode (fp32, bf16, bf16 + channels-last 3D),
-   with the PSNR of each decode against fp32.
+   (eager, regionally compiled, compiled + float8), and the streaming VAE decode (fp32, bf16, bf16 +
+   channels-last 3D, several latent frames a decoder call, compiled), with each decode's PSNR against
+   fp32 and its memory above what it started with.
 2. End to end: `LongSanaVideoPipeline.write` (few-step sampler: 4 steps + the state pass per chunk,
-   H.264 writing and a checkpoint per chunk on the worker thread) with the fastest settings; frames per
-   second and peak GPU memory when 1, 2 and 4 minutes of video are done.
+   H.264 writing and a checkpoint per chunk on the worker thread), transformer compiled (`--fp8`: and in
+   float8), VAE in bf16, channels-last and compiled, decoding `--frames-per-call` latent frames a call;
+   frames per second and peak GPU memory when 1, 2 and 4 minutes of video are done.
 Prints a table; `--json PATH` also saves the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import statistics
@@ -26,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pipelines.components
 
+from sana_video.model.fp8 import quantize_fp8
 from tests.pipelines.components import make_tokenizer
 
 
@@ -85,7 +89,7 @@ def build(device):
     return pipe
 
 
-def components(pipe, device, rows, results):
+def components(pipe, device, rows, results, frames_per_call):
     from sana_video.pipelines.streaming_vae import StreamingDecoder
 
     transformer = pipe.transformer
@@ -101,35 +105,41 @@ def components(pipe, device, rows, results):
 
         eager = timed(step)
         rows.append(("transformer chunk forward (state)", "eager bf16", eager, ""))
-        start = time.perf_counter()
-        transformer.compile_repeated_blocks(fullgraph=True, dynamic=False)
-        step()
-        torch.cuda.synchronize()
-        compile_s = time.perf_counter() - start
-        compiled = timed(step)
-        rows.append(
-            ("transformer chunk forward (state)", "compiled blocks", compiled, f"compile {compile_s:.0f} s")
-        )
-        results["transformer"] = {"eager_s": eager, "compiled_s": compiled, "compile_s": compile_s}
+        fp8 = copy.deepcopy(transformer)
+        results["transformer"] = {"eager_s": eager}
+        for name, model in (("compiled blocks", transformer), ("compiled blocks + fp8", fp8)):
+            if model is fp8:
+                quantize_fp8(fp8)
+            start = time.perf_counter()
+            model.compile_repeated_blocks(fullgraph=True, dynamic=False)
+            model(x, text, t, state=state, frame_offset=10)
+            torch.cuda.synchronize()
+            compile_s = time.perf_counter() - start
+            seconds = timed(lambda model=model: model(x, text, t, state=state, frame_offset=10))
+            rows.append(("transformer chunk forward (state)", name, seconds, f"compile {compile_s:.0f} s"))
+            print("ROW", rows[-1], flush=True)
+            results["transformer"][name] = {"seconds": seconds, "compile_s": compile_s}
 
     z = torch.randn(1, 16, 21, 60, 104, generator=gen, device=device)
     variants = {}
     reference = None
-    for name, dtype, channels_last, tuned, compiled in (
-        ("fp32", torch.float32, False, False, False),
-        ("bf16", torch.bfloat16, False, False, False),
-        ("bf16 channels-last", torch.bfloat16, True, False, False),
-        ("bf16 channels-last cudnn-tuned", torch.bfloat16, True, True, False),
-        ("bf16 channels-last cudnn-tuned compiled", torch.bfloat16, True, True, True),
-    ):
+    for name, dtype, channels_last, compiled, per_call in (
+        ("fp32", torch.float32, False, False, 1),
+        ("bf16", torch.bfloat16, False, False, 1),
+        ("bf16 channels-last", torch.bfloat16, True, False, 1),
+        *((f"bf16 channels-last, {n} frames a call", torch.bfloat16, True, False, n) for n in (2, 5, 10)),
+        ("bf16 channels-last compiled", torch.bfloat16, True, True, 1),
+        *((f"bf16 channels-last compiled, {n} frames a call", torch.bfloat16, True, True, n)
+          for n in frames_per_call if n > 1),
+    ):  # fmt: skip
         set_vae_format(pipe.vae, dtype, channels_last)
-        torch.backends.cudnn.benchmark = tuned  # this process only: picks the fastest conv algorithms
         compile_s = 0.0
         if compiled:
             try:
                 start = time.perf_counter()
-                pipe.vae.decoder.compile()
-                StreamingDecoder(pipe.vae).decode(z[:, :, :12])
+                if getattr(pipe.vae.decoder, "_compiled_call_impl", None) is None:
+                    compile_decoder(pipe.vae)
+                StreamingDecoder(pipe.vae, per_call).decode(z[:, :, :12])
                 torch.cuda.synchronize()
                 compile_s = time.perf_counter() - start
             except Exception as e:  # report and go on
@@ -138,13 +148,16 @@ def components(pipe, device, rows, results):
                 )
                 continue
 
-        def decode():
-            decoder = StreamingDecoder(pipe.vae)
+        def decode(per_call=per_call):
+            decoder = StreamingDecoder(pipe.vae, per_call)
             decoder.decode(z[:, :, :11])  # the first chunk, to fill the cache
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
             start = time.perf_counter()
             out = decoder.decode(z[:, :, 11:])
             torch.cuda.synchronize()
+            decode.peak_gib = (torch.cuda.max_memory_allocated() - before) / 2**30
             return out, time.perf_counter() - start
 
         decode()
@@ -158,14 +171,25 @@ def components(pipe, device, rows, results):
             "seconds": statistics.median(seconds),
             "psnr_vs_fp32": quality,
             "compile_s": compile_s,
+            "peak_gib_above": decode.peak_gib,
         }
-        note = "" if name == "fp32" else f"PSNR vs fp32 {quality:.1f} dB (random weights)"
+        note = f"+{decode.peak_gib:.1f} GiB" + (
+            "" if name == "fp32" else f", PSNR vs fp32 {quality:.1f} dB (random weights)"
+        )
         note += f", compile {compile_s:.0f} s" if compiled else ""
         rows.append(("VAE decode 10 latent frames (40 px frames)", name, statistics.median(seconds), note))
         print("ROW", rows[-1], flush=True)
         del out
     results["decode"] = variants
-    return variants
+    return fp8
+
+
+def compile_decoder(vae) -> None:
+    """As `pipe.optimize()` does."""
+    from sana_video.pipelines.streaming_vae import make_upsamplers_compilable
+
+    make_upsamplers_compilable(vae.decoder)
+    vae.decoder.compile(dynamic=False)
 
 
 def warm_up_sequentially(pipe, device) -> None:
@@ -175,7 +199,7 @@ def warm_up_sequentially(pipe, device) -> None:
 
     with torch.no_grad():
         z = torch.randn(1, 16, 21, 60, 104, device=device, dtype=pipe.vae.dtype)
-        decoder = StreamingDecoder(pipe.vae)
+        decoder = StreamingDecoder(pipe.vae, pipe.vae_frames_per_call)
         decoder.decode(z[:, :, :11])
         decoder.decode(z[:, :, 11:])
         text, mask, *_ = pipe.encode_prompt("a red fox", False, device=device)
@@ -241,11 +265,13 @@ def main() -> None:
     )
     parser.add_argument("--minutes", type=float, default=4)
     parser.add_argument("--budget", type=float, default=420, help="seconds for the end-to-end run")
+    parser.add_argument("--skip-components", action="store_true", help="end to end only")
     parser.add_argument(
-        "--skip-components", action="store_true", help="end to end only, with --vae and --compile"
+        "--fp8", action="store_true", help="end to end with the transformer's blocks in float8"
     )
-    parser.add_argument("--vae", default="bf16 channels-last cudnn-tuned",
-                        help="fp32 | bf16 [channels-last] [cudnn-tuned] [compiled] (with --skip-components)")  # fmt: skip
+    parser.add_argument("--frames-per-call", type=int, nargs="+", default=[5],
+                        help="VAE decoder calls of this many latent frames: the compiled decoder is timed "
+                        "with each, end to end uses the first")  # fmt: skip
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -253,28 +279,26 @@ def main() -> None:
     pipe = build(device)
     rows, results = [], {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     if not args.skip_components:
-        variants = components(pipe, device, rows, results)
-        # A compiled decoder is measured but not used end to end: it runs on the decode thread while the
-        # transformer's graphs may still be compiling on the main one, and FX tracing (process-wide)
-        # cannot meet a compiled function.
-        best = min(
-            (v["seconds"], name)
-            for name, v in variants.items()
-            if v["psnr_vs_fp32"] >= 35 and "compiled" not in name
-        )[1]
-        if getattr(pipe.vae.decoder, "_compiled_call_impl", None) is not None:
-            pipe.vae.decoder._compiled_call_impl = None
-    else:
-        if args.compile:
-            pipe.transformer.compile_repeated_blocks(fullgraph=True, dynamic=False)
-        best = args.vae
-        if "compiled" in best:
-            pipe.vae.decoder.compile()
-    set_vae_format(pipe.vae, torch.float32 if best == "fp32" else torch.bfloat16, "channels-last" in best)
-    torch.backends.cudnn.benchmark = "cudnn-tuned" in best
+        fp8 = components(pipe, device, rows, results, args.frames_per_call)
+        if args.fp8:
+            pipe.transformer = fp8  # compiled
+        del fp8
+    elif args.fp8:
+        quantize_fp8(pipe.transformer)
+    if args.compile and args.skip_components:  # components() compiled it
+        pipe.transformer.compile_repeated_blocks(fullgraph=True, dynamic=False)
+    # End to end: bf16 channels-last VAE, compiled with the transformer (as `pipe.optimize()`).
+    set_vae_format(pipe.vae, torch.bfloat16, True)
+    if args.compile and getattr(pipe.vae.decoder, "_compiled_call_impl", None) is None:
+        compile_decoder(pipe.vae)
+    pipe.vae_frames_per_call = args.frames_per_call[0]
+    best = (
+        f"bf16 channels-last{' compiled' if args.compile else ''}, {pipe.vae_frames_per_call} frames a call"
+    )
 
     compiled = not args.skip_components or args.compile
-    results["settings"] = {"vae": best, "transformer": "compiled blocks" if compiled else "eager"}
+    transformer = ("compiled blocks" if compiled else "eager") + (" + fp8" if args.fp8 else "")
+    results["settings"] = {"vae": best, "transformer": transformer}
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)
     try:
         end_to_end(pipe, device, args.minutes, args.budget, rows, results)

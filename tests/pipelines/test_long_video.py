@@ -130,11 +130,20 @@ def test_matches_the_per_chunk_state_reference(pipe, frames, chunk, sampler, gui
     assert (torch.from_numpy(got) - expected).abs().max() <= 1e-5
 
 
-def test_streaming_decode_equals_one_shot_decode(pipe):
+@pytest.mark.parametrize("frames_per_call", [1, 3])
+def test_streaming_decode_equals_one_shot_decode(pipe, frames_per_call):
+    """Chunk by chunk (3 latent frames a decoder call: calls split inside chunks of 2 or 3 frames too)
+    against diffusers' one-shot decode of all the latents, one frame a call."""
     kwargs = dict(frames=29, chunk_frames=2, **SIZE)
-    frames = pipe("a cat", **kwargs, generator=torch.Generator().manual_seed(1)).frames
     latents = pipe("a cat", output_type="latent", **kwargs, generator=torch.Generator().manual_seed(1)).frames
     one_shot = pipe.decode_latents(latents, output_type="np")
+    pipe.vae_frames_per_call = frames_per_call
+    try:
+        frames = pipe("a cat", **kwargs, generator=torch.Generator().manual_seed(1)).frames
+        whole = pipe.decode_latents(latents, output_type="np")  # the pipeline's own decode, same setting
+    finally:
+        del pipe.vae_frames_per_call  # back to the class default
+    assert abs(whole - one_shot).max() <= 1e-5
     assert latents.shape[2] == 8 and frames.shape == one_shot.shape
     assert abs(frames - one_shot).max() <= 1e-5
 
@@ -207,11 +216,16 @@ def test_write_with_compiled_models_gives_the_same_video(t2v_dir, tmp_path):
 
 
 def test_optimize_sets_the_vae_as_asked(t2v_dir):
-    pipe = LongSanaVideoPipeline.from_pretrained(t2v_dir).optimize(compile=False, vae_dtype=torch.bfloat16)
+    pipe = LongSanaVideoPipeline.from_pretrained(t2v_dir).optimize(
+        compile=False, vae_dtype=torch.bfloat16, vae_frames_per_call=4
+    )
     conv = next(m for m in pipe.vae.modules() if isinstance(m, torch.nn.Conv3d))
     assert pipe.vae.dtype == torch.bfloat16 and conv.weight.is_contiguous(
         memory_format=torch.channels_last_3d
     )
+    assert pipe.vae_frames_per_call == 4 and LongSanaVideoPipeline.vae_frames_per_call == 1
+    with pytest.raises(ValueError, match="vae_frames_per_call must be at least 1, got 0"):
+        pipe.optimize(compile=False, vae_frames_per_call=0)
     frames = pipe(
         "a cat", frames=9, chunk_frames=2, **SIZE, generator=torch.Generator().manual_seed(0)
     ).frames

@@ -18,7 +18,7 @@ from diffusers.video_processor import VideoProcessor
 
 from sana_video.model import SanaVideoTransformer3DModel
 from sana_video.pipelines import sizes
-from sana_video.pipelines.streaming_vae import make_upsamplers_compilable
+from sana_video.pipelines.streaming_vae import StreamingDecoder, make_upsamplers_compilable
 from sana_video.pipelines.text import encode_prompts
 from sana_video.sampling import classifier_free_guidance, sample, set_timesteps
 from sana_video.sampling.schedulers import step_kwargs
@@ -41,6 +41,8 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
     model_cpu_offload_seq = "text_encoder->transformer->vae"
     _optional_components: ClassVar[list[str]] = ["tokenizer", "text_encoder"]
     _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "prompt_embeds", "negative_prompt_embeds"]
+    # Latent frames per Wan VAE decoder call (`StreamingDecoder`); 1 decodes as diffusers does.
+    vae_frames_per_call: int = 1
 
     def __init__(self, tokenizer, text_encoder, vae, transformer: SanaVideoTransformer3DModel, scheduler):
         super().__init__()
@@ -95,6 +97,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         vae_dtype: torch.dtype | None = torch.bfloat16,
         channels_last: bool = True,
         fp8: bool = False,
+        vae_frames_per_call: int | None = None,
     ):
         """Trade a little exactness for speed (measured on an H200 in docs/PERFORMANCE.md).
 
@@ -106,11 +109,17 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         fp8: float8 matmuls in the transformer's blocks (`model.fp8.quantize_fp8`: e4m3 weights, per-token
             activation scales). Fast on Hopper and Ada; elsewhere it runs an fp32 emulation (slower than
             without). Output change: ~2 % relative on the tiny test model (docs/PERFORMANCE.md for real ones).
+        vae_frames_per_call: latent frames per VAE decoder call (diffusers decodes one at a time): fewer,
+            larger kernels for the same frames up to float rounding, holding that many frames' activations.
         """
+        if vae_frames_per_call is not None and vae_frames_per_call < 1:  # before changing anything
+            raise ValueError(f"vae_frames_per_call must be at least 1, got {vae_frames_per_call}")
         if fp8:
             from sana_video.model.fp8 import quantize_fp8
 
             quantize_fp8(self.transformer)
+        if vae_frames_per_call is not None:
+            self.vae_frames_per_call = vae_frames_per_call
         if vae_dtype is not None:
             self.vae.to(dtype=vae_dtype)
         layout = torch.channels_last_3d if channels_last else torch.contiguous_format
@@ -122,7 +131,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
                 fullgraph=True, dynamic=False
             )  # a few fixed shapes per video
             make_upsamplers_compilable(self.vae.decoder)  # else torch 2.11 gives up on the decoder's graph
-            self.vae.decoder.compile()
+            self.vae.decoder.compile(dynamic=False)  # a few fixed shapes: first frame, later ones
         return self
 
     # Text
@@ -372,7 +381,11 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         """Normalized latents -> frames. `resize_to` (height, width) resizes and center-crops (binning)."""
         latents = latents.to(self.vae.dtype)
         mean, inv_std = self._latent_stats(latents.device, latents.dtype)
-        video = self.vae.decode(latents / inv_std + mean, return_dict=False)[0]  # the reference's arithmetic
+        latents = latents / inv_std + mean  # the reference's arithmetic
+        if self.vae_frames_per_call > 1 and not getattr(self.vae, "use_tiling", False):
+            video = StreamingDecoder(self.vae, self.vae_frames_per_call).decode(latents)
+        else:
+            video = self.vae.decode(latents, return_dict=False)[0]
         if resize_to is not None:
             video = self.video_processor.resize_and_crop_tensor(video, resize_to[1], resize_to[0])
         return self.video_processor.postprocess_video(video, output_type=output_type)

@@ -184,7 +184,7 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
             pixels = self.video_processor.preprocess(image, height=height, width=width)
             first_frame = self.encode_image_latents(pixels[:1])
 
-        decoder = StreamingDecoder(self.vae) if decode else None
+        decoder = StreamingDecoder(self.vae, self.vae_frames_per_call) if decode else None
         state, start = None, 0
         if resume is not None:
             state, start = self._restore(resume, decoder, generator, device)
@@ -353,7 +353,7 @@ class _ChunkFinisher:
             header,
             on_chunk,
         )
-        self.decoder = StreamingDecoder(pipe.vae)
+        self.decoder = StreamingDecoder(pipe.vae, pipe.vae_frames_per_call)
         if resume is not None:
             self.decoder.load_state_dict(resume["vae"])
         self.cuda_stream = torch.cuda.Stream() if pipe.vae.device.type == "cuda" else None

@@ -33,12 +33,20 @@ def receptive_field(vae) -> int:
 
 
 class StreamingDecoder:
-    def __init__(self, vae):
+    """vae: diffusers' AutoencoderKLWan. frames_per_call: latent frames the decoder takes per call after
+    the video's first frame (which goes alone: the temporal upsamplers treat it apart). 1 is diffusers'
+    way; more run fewer, larger kernels for the same frames up to float rounding (fp32 ~1e-6), holding
+    that many frames' activations at once."""
+
+    def __init__(self, vae, frames_per_call: int = 1):
+        if frames_per_call < 1:
+            raise ValueError(f"frames_per_call must be at least 1, got {frames_per_call}")
         if not hasattr(vae, "decoder") or not hasattr(vae, "_cached_conv_counts"):
             raise ValueError(
                 f"streaming decode needs the causal Wan VAE (AutoencoderKLWan), not {type(vae).__name__}"
             )
         self.vae = vae
+        self.frames_per_call = frames_per_call
         self.window_size = receptive_field(vae)
         self._reset()
 
@@ -54,13 +62,13 @@ class StreamingDecoder:
         vae = self.vae
         latents = latents.to(vae.dtype)
         x = vae.post_quant_conv(latents)  # a 1×1×1 conv: per frame
-        out = []
-        for i in range(x.shape[2]):
+        out, i = [], 0
+        while i < x.shape[2]:
             first = self.decoded == 0
-            out.append(
-                vae.decoder(x[:, :, i : i + 1], feat_cache=self.cache, feat_idx=[0], first_chunk=first)
-            )
-            self.decoded += 1
+            part = x[:, :, i : i + (1 if first else self.frames_per_call)]
+            out.append(vae.decoder(part, feat_cache=self.cache, feat_idx=[0], first_chunk=first))
+            self.decoded += part.shape[2]
+            i += part.shape[2]
         window = latents if self._window is None else torch.cat([self._window, latents], dim=2)
         self._window = window[:, :, -self.window_size :]
         video = torch.cat(out, dim=2)

@@ -107,21 +107,20 @@ def _load_row(z_row, offsets, stride_n, ok_left, ok_mid, ok_right):
 
 
 @triton.jit
-def _accumulate(left, mid, right, w, into_next, into_same, into_prev, FAST: tl.constexpr):
-    """Add one input row i of one half (as loaded by `_load_row`) to the running sums of output rows
-    i+1, i and i−1, each [BLOCK_C, BLOCK_H] fp32; returns the three sums.
+def _contributions(left, mid, right, w, FAST: tl.constexpr):
+    """One input row i of one half (as loaded by `_load_row`): its share of output rows i+1, i and i−1,
+    each [BLOCK_C, BLOCK_H] fp32.
 
     nn.Conv2d correlates: out[o, c] = Σ w[kr, kc] · in[o + kr − 1, c + kc − 1]. So input row i is kernel
-    row 0 for output row i+1, row 1 for output row i and row 2 for output row i−1. Each sum starts from
-    what it holds and adds the taps left to right, so every tap is one fused multiply-add.
+    row 0 for output row i+1, row 1 for output row i and row 2 for output row i−1.
     """
     left = _silu(left.to(tl.float32), FAST)
     mid = _silu(mid.to(tl.float32), FAST)
     right = _silu(right.to(tl.float32), FAST)
-    into_next = into_next + w[0] * left + w[1] * mid + w[2] * right
-    into_same = into_same + w[3] * left + w[4] * mid + w[5] * right
-    into_prev = into_prev + w[6] * left + w[7] * mid + w[8] * right
-    return into_next, into_same, into_prev
+    to_next = w[0] * left + w[1] * mid + w[2] * right
+    to_same = w[3] * left + w[4] * mid + w[5] * right
+    to_prev = w[6] * left + w[7] * mid + w[8] * right
+    return to_next, to_same, to_prev
 
 
 @triton.jit
@@ -201,28 +200,24 @@ def _silu_dwconv_glu_kernel(
     raw_g = _load_row(
         z_row + hidden, offsets, stride_zn, ok_left & first_ok, ok_mid & first_ok, ok_right & first_ok
     )
-    # One halo row above and below the strip. Unrolled by two: the next row's loads then land in fresh
-    # registers instead of being moved into the current row's (sm_90 code: 314 → 277 instructions a row;
-    # with the taps as one fused multiply-add chain per output row, `_accumulate`, 261).
-    for i in tl.range(r0 - 1, r_end + 1, loop_unroll_factor=2):
+    for i in range(r0 - 1, r_end + 1):  # one halo row above and below the strip
         u_left, u_mid, u_right = raw_u
         g_left, g_mid, g_right = raw_g
         next_ok = (i + 1 >= 0) & (i + 1 < rows)  # rows −1 and `rows` are padding
         ok_l, ok_m, ok_r = ok_left & next_ok, ok_mid & next_ok, ok_right & next_ok
         raw_u = _load_row(z_row + z_step, offsets, stride_zn, ok_l, ok_m, ok_r)
         raw_g = _load_row(z_row + z_step + hidden, offsets, stride_zn, ok_l, ok_m, ok_r)
-        # Output row i + 1 starts from the bias, row i continues acc_cur, row i − 1 completes acc_prev.
-        next_u, same_u, prev_u = _accumulate(
-            u_left, u_mid, u_right, w_u, bias_u, acc_cur_u, acc_prev_u, FAST_SILU
-        )
-        next_g, same_g, prev_g = _accumulate(
-            g_left, g_mid, g_right, w_g, bias_g, acc_cur_g, acc_prev_g, FAST_SILU
-        )
+        next_u, same_u, prev_u = _contributions(u_left, u_mid, u_right, w_u, FAST_SILU)
+        next_g, same_g, prev_g = _contributions(g_left, g_mid, g_right, w_g, FAST_SILU)
         if i - 1 >= r0:  # output row i − 1 now has all three input rows: gate it and store it once
-            out = prev_u * _silu(prev_g, FAST_SILU)
+            u = acc_prev_u + prev_u
+            gate = acc_prev_g + prev_g
+            out = u * _silu(gate, FAST_SILU)
             tl.store(out_row + out_offsets, out.to(out_ptr.dtype.element_ty), mask=ok_mid)
-        acc_prev_u, acc_prev_g = same_u, same_g
-        acc_cur_u, acc_cur_g = next_u, next_g
+        acc_prev_u = acc_cur_u + same_u
+        acc_prev_g = acc_cur_g + same_g
+        acc_cur_u = bias_u + next_u
+        acc_cur_g = bias_g + next_g
         z_row += z_step
         out_row += out_step
 

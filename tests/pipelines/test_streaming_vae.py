@@ -1,9 +1,11 @@
-"""The Wan VAE decoder's temporal upsamplers, rewritten so torch.compile can trace them: same frames."""
+"""The streaming Wan VAE decoder: several latent frames a call, and the temporal upsamplers rewritten so
+torch.compile can trace them — the same frames as diffusers' one-frame-a-call decode."""
 
 from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from sana_video.pipelines.streaming_vae import StreamingDecoder, make_upsamplers_compilable
@@ -48,3 +50,30 @@ def test_the_decoder_compiles_as_one_graph():
         assert torch.equal(vae.decode(latents).sample, expected)
     finally:
         torch._dynamo.reset()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("rewritten", [False, True])
+def test_several_frames_a_call_decode_the_same_frames(rewritten):
+    """Streamed in uneven chunks, 3 latent frames a decoder call (calls straddling the chunks' own split
+    points, a last call of one frame), against diffusers' one-shot decode, which takes one frame a call."""
+    vae = _vae()
+    latents = torch.randn(1, 16, 9, 4, 6, generator=torch.Generator().manual_seed(0))
+    expected = vae.decode(latents).sample
+    if rewritten:
+        make_upsamplers_compilable(vae.decoder)
+    stream = StreamingDecoder(vae, frames_per_call=3)
+    calls = []
+    hook = vae.decoder.register_forward_pre_hook(lambda _, args: calls.append(args[0].shape[2]))
+    try:
+        frames = torch.cat([stream.decode(latents[:, :, a:b]) for a, b in ((0, 2), (2, 7), (7, 9))], dim=2)
+    finally:
+        hook.remove()
+    assert calls == [1, 1, 3, 2, 2]  # the video's first frame alone; then at most 3 within each chunk
+    assert frames.shape == expected.shape
+    assert (frames - expected).abs().max() <= 1e-5
+
+
+def test_frames_per_call_must_be_positive():
+    with pytest.raises(ValueError, match="at least 1"):
+        StreamingDecoder(_vae(), frames_per_call=0)
