@@ -53,6 +53,26 @@ def test_scaled_mm_matches_the_reference_and_fp32(bias):
     assert rel_err(reference, exact) <= 0.06
 
 
+def test_a_transposed_activation_reaches_scaled_mm_row_major(monkeypatch):
+    """CUDA's `_scaled_mm` raises on a column-major first operand (the CPU build does not): at batch 1 a
+    [1, N, C] view of a [1, C, N] tensor flattens to such rows. Same product as from contiguous x."""
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 64, 40, generator=gen).transpose(1, 2)  # [1, 40, 64], rows 1 apart in memory
+    w_fp8, w_scale = quantize_rows(torch.randn(48, 64, generator=gen))
+    real, seen = torch._scaled_mm, []
+
+    def checked(a, b, **kwargs):
+        seen.append(a.is_contiguous())
+        return real(a, b, **kwargs)
+
+    monkeypatch.setattr(torch, "_scaled_mm", checked)
+    with use_backend("fp8_linear", "scaled_mm"):
+        out = fp8_linear(x, w_fp8, w_scale)
+    assert seen == [True]
+    with use_backend("fp8_linear", "naive"):
+        assert rel_err(out, fp8_linear(x.contiguous(), w_fp8, w_scale)) <= 1e-6
+
+
 def test_bad_weights_are_refused():
     w_fp8, w_scale = quantize_rows(torch.randn(8, 16))
     with pytest.raises(ValueError, match="quantize_rows"):
