@@ -77,3 +77,30 @@ def test_several_frames_a_call_decode_the_same_frames(rewritten):
 def test_frames_per_call_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         StreamingDecoder(_vae(), frames_per_call=0)
+
+
+@torch.no_grad()
+def test_a_compiled_decoder_needs_three_graphs_for_any_chunking():
+    """With static shapes (as `optimize()` compiles it) the decoder traces the first frame, the second and
+    the later ones — and no more for other chunk or video lengths, whose frame slices would otherwise
+    differ in strides, each a recompile until torch.compile's limit (then it runs eager)."""
+    vae = _vae()
+    latents = torch.randn(1, 16, 9, 4, 6, generator=torch.Generator().manual_seed(0))
+    expected = vae.decode(latents).sample
+    make_upsamplers_compilable(vae.decoder)
+    graphs = []
+
+    def counting(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    torch._dynamo.reset()
+    vae.decoder.compile(backend=counting, dynamic=False)
+    try:
+        stream = StreamingDecoder(vae)
+        frames = torch.cat([stream.decode(latents[:, :, a:b]) for a, b in ((0, 4), (4, 7), (7, 9))], dim=2)
+        StreamingDecoder(vae).decode(latents[:, :, :5])  # another video, another length
+        assert len(graphs) == 3
+        assert torch.equal(frames, expected)
+    finally:
+        torch._dynamo.reset()

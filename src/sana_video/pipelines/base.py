@@ -383,8 +383,11 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         latents = latents.to(self.vae.dtype)
         mean, inv_std = self._latent_stats(latents.device, latents.dtype)
         latents = latents / inv_std + mean  # the reference's arithmetic
-        if self.vae_frames_per_call > 1 and not getattr(self.vae, "use_tiling", False):
-            video = StreamingDecoder(self.vae, self.vae_frames_per_call).decode(latents)
+        vae = self.vae
+        if hasattr(vae, "_cached_conv_counts") and not (vae.use_tiling or vae.use_slicing):
+            # diffusers' decode, frame by frame, except that each frame's slice is contiguous: a compiled
+            # decoder then needs the same three graphs for any video length (`StreamingDecoder`)
+            video = StreamingDecoder(vae, self.vae_frames_per_call).decode(latents)
         else:
             video = self.vae.decode(latents, return_dict=False)[0]
         if resize_to is not None:

@@ -65,7 +65,9 @@ class StreamingDecoder:
         out, i = [], 0
         while i < x.shape[2]:
             first = self.decoded == 0
-            part = x[:, :, i : i + (1 if first else self.frames_per_call)]
+            # Contiguous: a slice's strides depend on the chunk's length, and a compiled decoder (static
+            # shapes) would recompile for every new one until torch.compile's limit, then run eager.
+            part = x[:, :, i : i + (1 if first else self.frames_per_call)].contiguous()
             out.append(vae.decoder(part, feat_cache=self.cache, feat_idx=[0], first_chunk=first))
             self.decoded += part.shape[2]
             i += part.shape[2]
