@@ -89,7 +89,7 @@ def build(device):
     return pipe
 
 
-def components(pipe, device, rows, results, frames_per_call):
+def components(pipe, device, rows, results, frames_per_call, decode_only=False):
     from sana_video.pipelines.streaming_vae import StreamingDecoder
 
     transformer = pipe.transformer
@@ -97,42 +97,50 @@ def components(pipe, device, rows, results, frames_per_call):
     x = torch.randn(1, 16, 10, 60, 104, generator=gen, device=device, dtype=torch.bfloat16)
     text = torch.randn(1, 300, 2304, generator=gen, device=device, dtype=torch.bfloat16)
     t = torch.full((1,), 960.0, device=device)
-    with torch.no_grad():
-        state = transformer(x, text, t, return_state=True).state
+    fp8 = None
+    if not decode_only:  # the transformer chunk forward
+        with torch.no_grad():
+            state = transformer(x, text, t, return_state=True).state
 
-        def step():
-            transformer(x, text, t, state=state, frame_offset=10)
+            def step():
+                transformer(x, text, t, state=state, frame_offset=10)
 
-        eager = timed(step)
-        rows.append(("transformer chunk forward (state)", "eager bf16", eager, ""))
-        fp8 = copy.deepcopy(transformer)
-        results["transformer"] = {"eager_s": eager}
-        for name, model in (("compiled blocks", transformer), ("compiled blocks + fp8", fp8)):
-            start = time.perf_counter()
-            try:
-                if model is fp8:
-                    quantize_fp8(fp8)
-                model.compile_repeated_blocks(fullgraph=True, dynamic=False)
-                model(x, text, t, state=state, frame_offset=10)
-            except Exception as e:  # report and go on
-                rows.append(("transformer chunk forward (state)", name, float("nan"), f"failed: {e}"[:80]))
-                fp8 = None
-                continue
-            torch.cuda.synchronize()
-            compile_s = time.perf_counter() - start
-            seconds = timed(lambda model=model: model(x, text, t, state=state, frame_offset=10))
-            rows.append(("transformer chunk forward (state)", name, seconds, f"compile {compile_s:.0f} s"))
-            print("ROW", rows[-1], flush=True)
-            results["transformer"][name] = {"seconds": seconds, "compile_s": compile_s}
+            eager = timed(step)
+            rows.append(("transformer chunk forward (state)", "eager bf16", eager, ""))
+            fp8 = copy.deepcopy(transformer)
+            results["transformer"] = {"eager_s": eager}
+            for name, model in (("compiled blocks", transformer), ("compiled blocks + fp8", fp8)):
+                start = time.perf_counter()
+                try:
+                    if model is fp8:
+                        quantize_fp8(fp8)
+                    model.compile_repeated_blocks(fullgraph=True, dynamic=False)
+                    model(x, text, t, state=state, frame_offset=10)
+                except Exception as e:  # report and go on
+                    rows.append(
+                        ("transformer chunk forward (state)", name, float("nan"), f"failed: {e}"[:80])
+                    )
+                    fp8 = None
+                    continue
+                torch.cuda.synchronize()
+                compile_s = time.perf_counter() - start
+                seconds = timed(lambda model=model: model(x, text, t, state=state, frame_offset=10))
+                rows.append(
+                    ("transformer chunk forward (state)", name, seconds, f"compile {compile_s:.0f} s")
+                )
+                print("ROW", rows[-1], flush=True)
+                results["transformer"][name] = {"seconds": seconds, "compile_s": compile_s}
 
     z = torch.randn(1, 16, 21, 60, 104, generator=gen, device=device)
     variants = {}
     reference = None
     for name, dtype, channels_last, compiled, per_call in (
         ("fp32", torch.float32, False, False, 1),
-        ("bf16", torch.bfloat16, False, False, 1),
-        ("bf16 channels-last", torch.bfloat16, True, False, 1),
-        *((f"bf16 channels-last, {n} frames a call", torch.bfloat16, True, False, n) for n in (2, 5, 10)),
+        *(() if decode_only else (
+            ("bf16", torch.bfloat16, False, False, 1),
+            ("bf16 channels-last", torch.bfloat16, True, False, 1),
+            *((f"bf16 channels-last, {n} frames a call", torch.bfloat16, True, False, n) for n in (2, 5, 10)),
+        )),
         ("bf16 channels-last compiled", torch.bfloat16, True, True, 1),
         *((f"bf16 channels-last compiled, {n} frames a call", torch.bfloat16, True, True, n)
           for n in frames_per_call if n > 1),
@@ -272,6 +280,9 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=420, help="seconds for the end-to-end run")
     parser.add_argument("--skip-components", action="store_true", help="end to end only")
     parser.add_argument(
+        "--decode-only", action="store_true", help="fp32 and the compiled decodes, nothing else"
+    )
+    parser.add_argument(
         "--fp8", action="store_true", help="end to end with the transformer's blocks in float8"
     )
     parser.add_argument("--frames-per-call", type=int, nargs="+", default=[5],
@@ -283,7 +294,9 @@ def main() -> None:
     device = torch.device("cuda")
     pipe = build(device)
     rows, results = [], {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
-    if not args.skip_components:
+    if args.decode_only:
+        components(pipe, device, rows, results, args.frames_per_call, decode_only=True)
+    elif not args.skip_components:
         fp8 = components(pipe, device, rows, results, args.frames_per_call)
         if args.fp8 and fp8 is None:
             raise SystemExit("the fp8 transformer failed (above): no end-to-end run")
@@ -308,7 +321,8 @@ def main() -> None:
     results["settings"] = {"vae": best, "transformer": transformer}
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)
     try:
-        end_to_end(pipe, device, args.minutes, args.budget, rows, results)
+        if not args.decode_only:
+            end_to_end(pipe, device, args.minutes, args.budget, rows, results)
     except Exception as e:  # keep what was measured
         rows.append(("end to end", "FAILED", float("nan"), f"{type(e).__name__}: {e}"[:120]))
     print(f"\ndevice: {results['device']}, torch {results['torch']}")
