@@ -44,11 +44,17 @@ def test_our_folder_loads_in_diffusers(diffusers_model, tmp_path):
     config = json.loads((tmp_path / "transformer" / "config.json").read_text())
     assert config["_class_name"] == "SanaVideoTransformer3DModel"
     reloaded = DiffusersSanaVideo.from_pretrained(tmp_path / "transformer").eval()
+    theirs = reloaded.state_dict()
+    assert theirs.keys() == diffusers_model.state_dict().keys()
+    assert all(torch.equal(theirs[k], v) for k, v in diffusers_model.state_dict().items())  # bit for bit
+    # Outputs to float rounding, not bitwise: diffusers' loader may leave the tensors memory-mapped at
+    # addresses CPU kernels vectorize differently (its own save/load round trip moves them ~1e-6 too).
     inputs = make_inputs(CFG, batch=1, frames=2, height=4, width=4)
-    assert torch.equal(_outputs(reloaded, inputs), _outputs(diffusers_model, inputs))
-    # ...and our own save/load round trip is exact.
+    assert rel_err(_outputs(reloaded, inputs), _outputs(diffusers_model, inputs)) <= 1e-6
+    # ...and our own save/load round trip keeps every weight (outputs: the same rounding caveat).
     again = SanaVideoTransformer3DModel.from_pretrained(tmp_path / "transformer").eval()
-    assert torch.equal(_outputs(again, inputs), _outputs(ours, inputs))
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in ours.state_dict().items())
+    assert rel_err(_outputs(again, inputs), _outputs(ours, inputs)) <= 1e-6
 
 
 def test_config_fields_are_the_official_ones():
