@@ -285,7 +285,7 @@ def main() -> None:
     parser.add_argument(
         "--fp8", action="store_true", help="end to end with the transformer's blocks in float8"
     )
-    parser.add_argument("--frames-per-call", type=int, nargs="+", default=[5],
+    parser.add_argument("--frames-per-call", type=int, nargs="+", default=[1],
                         help="VAE decoder calls of this many latent frames: the compiled decoder is timed "
                         "with each, end to end uses the first")  # fmt: skip
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
@@ -296,7 +296,9 @@ def main() -> None:
     rows, results = [], {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     if args.decode_only:
         components(pipe, device, rows, results, args.frames_per_call, decode_only=True)
-    elif not args.skip_components:
+        report(rows, results, args.json)
+        return
+    if not args.skip_components:
         fp8 = components(pipe, device, rows, results, args.frames_per_call)
         if args.fp8 and fp8 is None:
             raise SystemExit("the fp8 transformer failed (above): no end-to-end run")
@@ -321,10 +323,13 @@ def main() -> None:
     results["settings"] = {"vae": best, "transformer": transformer}
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)
     try:
-        if not args.decode_only:
-            end_to_end(pipe, device, args.minutes, args.budget, rows, results)
+        end_to_end(pipe, device, args.minutes, args.budget, rows, results)
     except Exception as e:  # keep what was measured
         rows.append(("end to end", "FAILED", float("nan"), f"{type(e).__name__}: {e}"[:120]))
+    report(rows, results, args.json)
+
+
+def report(rows, results, json_path) -> None:
     print(f"\ndevice: {results['device']}, torch {results['torch']}")
     print(f"{'what':50s} {'how':20s} {'seconds':>8s}  note")
     for what, how, seconds, note in rows:
@@ -334,8 +339,8 @@ def main() -> None:
             "worker thread totals (s):",
             {k: round(v, 1) for k, v in results["end_to_end"]["worker_seconds"].items()},
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":
