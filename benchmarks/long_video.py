@@ -199,9 +199,10 @@ def components(pipe, device, rows, results, frames_per_call, decode_only=False):
 
 def compile_decoder(vae) -> None:
     """As `pipe.optimize()` does."""
-    from sana_video.pipelines.streaming_vae import make_upsamplers_compilable
+    from sana_video.pipelines.streaming_vae import make_causal_convs_fast, make_upsamplers_compilable
 
     make_upsamplers_compilable(vae.decoder)
+    make_causal_convs_fast(vae.decoder)
     vae.decoder.compile(dynamic=False)
 
 

@@ -1,5 +1,6 @@
-"""The streaming Wan VAE decoder: several latent frames a call, and the temporal upsamplers rewritten so
-torch.compile can trace them — the same frames as diffusers' one-frame-a-call decode."""
+"""The streaming Wan VAE decoder: several latent frames a call, the temporal upsamplers rewritten so
+torch.compile can trace them, the causal convs rewritten for speed — the same frames as diffusers'
+one-frame-a-call decode."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import copy
 import pytest
 import torch
 
-from sana_video.pipelines.streaming_vae import StreamingDecoder, make_upsamplers_compilable
+from sana_video.pipelines.streaming_vae import (
+    StreamingDecoder,
+    make_causal_convs_fast,
+    make_upsamplers_compilable,
+)
 from tests.pipelines.components import make_components
 
 
@@ -102,5 +107,80 @@ def test_a_compiled_decoder_needs_three_graphs_for_any_chunking():
         StreamingDecoder(vae).decode(latents[:, :, :5])  # another video, another length
         assert len(graphs) == 3
         assert torch.equal(frames, expected)
+    finally:
+        torch._dynamo.reset()
+
+
+def _wide_vae(channels_last: bool):
+    """Wider than the pipelines' test VAE (3 channels, some halved to 1), where every layout coincides."""
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(
+        base_dim=8, z_dim=16, dim_mult=[1, 2, 2, 2], num_res_blocks=1, temperal_downsample=[False, True, True]
+    ).eval()
+    with torch.no_grad():
+        for param in vae.parameters():
+            param.add_(0.05 * torch.randn(param.shape, generator=torch.Generator().manual_seed(1)))
+    return _channels_last(vae) if channels_last else vae
+
+
+def _channels_last(vae):
+    for module in vae.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            module.weight.data = module.weight.data.to(memory_format=torch.channels_last_3d)
+    return vae
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_fast_causal_convs_decode_the_same_frames(layout, monkeypatch):
+    """Channels-last, every causal conv of temporal kernel 3 runs as three 2D convs over the frames
+    (counted); contiguous, as one 3D conv with its own spatial padding. Both against diffusers' decode
+    (fp32), one-shot and streamed, every branch: the first frame, the second, later ones, the cache."""
+    vae = _wide_vae(layout == "channels_last")
+    latents = torch.randn(1, 16, 5, 4, 6, generator=torch.Generator().manual_seed(0))
+    expected = vae.decode(latents).sample
+    fast = copy.deepcopy(vae)
+    convs = sum(type(m).__name__ == "WanCausalConv3d" for m in fast.decoder.modules())
+    assert make_causal_convs_fast(fast.decoder) == convs
+    calls = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: calls.append(1) or conv2d(*a, **k))
+    one_shot = fast.decode(latents).sample
+    fast_calls = len(calls)
+    calls.clear()
+    vae.decode(latents)
+    if layout == "channels_last":
+        assert fast_calls > 2 * len(calls)  # the 2D path ran (diffusers' own 2D convs: the upsamplers)
+    else:
+        assert fast_calls == len(calls)
+    assert (one_shot - expected).abs().max() <= 1e-5
+    stream = StreamingDecoder(fast)
+    frames = torch.cat([stream.decode(latents[:, :, :2]), stream.decode(latents[:, :, 2:])], dim=2)
+    assert (frames - expected).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_fast_causal_convs_take_a_batch_of_videos():
+    """Two videos at once take the 3D conv path (the 2D one folds the frames of one video into a batch)."""
+    vae = _wide_vae(channels_last=True)
+    latents = torch.randn(2, 16, 3, 4, 6, generator=torch.Generator().manual_seed(0))
+    expected = vae.decode(latents).sample
+    make_causal_convs_fast(vae.decoder)
+    assert (vae.decode(latents).sample - expected).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_the_decoder_with_fast_convs_compiles_as_one_graph():
+    vae = _wide_vae(channels_last=True)
+    latents = torch.randn(1, 16, 4, 4, 6, generator=torch.Generator().manual_seed(0))
+    expected = vae.decode(latents).sample
+    make_upsamplers_compilable(vae.decoder)
+    make_causal_convs_fast(vae.decoder)
+    torch._dynamo.reset()
+    vae.decoder.compile(backend="eager", fullgraph=True)
+    try:
+        assert (vae.decode(latents).sample - expected).abs().max() <= 1e-5
     finally:
         torch._dynamo.reset()
