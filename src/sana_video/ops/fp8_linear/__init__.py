@@ -16,6 +16,11 @@ import torch
 from sana_video.ops import dispatch
 from sana_video.ops.fp8_linear import naive, scaled_mm
 
+try:
+    from sana_video.ops.fp8_linear import triton_quantize
+except ImportError:  # no triton here (or the interpreter mode changed after its import): torch serves
+    triton_quantize = None
+
 FP8 = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8).max  # 448
 _TINY = 1e-12  # an all-zero row keeps a finite scale (and quantizes to zeros)
@@ -25,6 +30,10 @@ def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """t [M, K] -> (fp8 [M, K], fp32 scale [M, 1]) with t ≈ fp8 · scale; each row's amax maps to 448."""
     if t.ndim != 2:
         raise ValueError(f"quantize_rows takes a matrix [rows, columns]; got shape {tuple(t.shape)}")
+    return dispatch.resolve("quantize_rows", t)(t)
+
+
+def _quantize_rows_torch(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     t = t.float()
     scale = t.abs().amax(dim=1, keepdim=True).clamp_min(_TINY) / FP8_MAX
     return (t / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
@@ -53,6 +62,27 @@ def scaled_mm_available(x: torch.Tensor) -> bool:
     return x.is_cuda and x.dtype == torch.bfloat16 and torch.cuda.get_device_capability(x.device) >= (8, 9)
 
 
+def _triton_quantize_available(t: torch.Tensor) -> bool:
+    return (
+        triton_quantize is not None
+        and t.is_cuda
+        and not t.requires_grad
+        and t.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and t.shape[-1] <= triton_quantize.MAX_COLUMNS
+    )
+
+
+dispatch.register("quantize_rows", "torch", _quantize_rows_torch, priority=0)
+if triton_quantize is not None:
+    # The default on CUDA: one pass per row, where the compiled torch version read each row twice
+    # (docs/PERFORMANCE.md). Forced on the CPU by the tests, through Triton's interpreter.
+    dispatch.register(
+        "quantize_rows",
+        "triton",
+        triton_quantize.quantize_rows,
+        priority=1,
+        available=_triton_quantize_available,
+    )
 dispatch.register("fp8_linear", "naive", naive.fp8_linear, priority=0)
 dispatch.register("fp8_linear", "scaled_mm", scaled_mm.fp8_linear, priority=1, available=scaled_mm_available)
 
