@@ -10,6 +10,8 @@
   tensor (TFLOP/s), and the compiled per-row activation quantization in front of each.
 - conv: the Wan decoder's causal 3×3×3 convs at their 480p shapes (one latent frame a call: new
   frames + 2 cached) as cuDNN's Conv3d and as three 2D convs over the frames, summed.
+- quantize: the float8 row quantization's Triton tilings against compiled torch, then the compiled
+  float8 step with the best tiling against torch's quantization.
 - decoder: one compiled streaming decode of a 10-latent-frame chunk with diffusers' causal convs and
   with ours (`make_causal_convs_fast`), and the top kernels of the latter.
 """
@@ -202,6 +204,60 @@ def decoder(rows, top):
         print(
             f"{e.self_device_time_total / 1e3:8.2f} {e.self_device_time_total / total:6.1%} {e.count:6d}  {e.key[:100]}"
         )
+
+
+def quantize(rows):
+    """Sweep the Triton row quantization's tiling at the step's activation shapes, set the best, then
+    time the compiled float8 step with it against the compiled torch quantization (same process)."""
+    from sana_video import SanaVideoTransformer3DModel
+    from sana_video.model.fp8 import quantize_fp8
+    from sana_video.model.presets import preset
+    from sana_video.ops import use_backend
+    from sana_video.ops.fp8_linear import _quantize_rows_torch, triton_quantize
+
+    inputs = [torch.randn(65520, k, device="cuda", dtype=torch.bfloat16) for k in (2240, 5600)]
+    compiled = torch.compile(_quantize_rows_torch, dynamic=False)
+    base = [timed(lambda: compiled(t)) for t in inputs]
+    rows.append(("quantize", "torch compiled, K 2240 | 5600", base[0] * 1e3, f"{base[1] * 1e3:.3f} ms"))
+    results = []
+    for per_program in (1, 4, 16):
+        for chunk in (512, 2048, 8192):
+            for warps in (4, 8):
+                if per_program * min(chunk, 8192) > 32768:
+                    continue
+                try:
+                    sec = [
+                        timed(lambda: triton_quantize.launch(t, per_program, chunk, warps)) for t in inputs
+                    ]
+                except Exception as e:
+                    print("config failed", per_program, chunk, warps, str(e)[:80])
+                    continue
+                results.append((sum(sec), per_program, chunk, warps, sec))
+    results.sort()
+    for _total, per_program, chunk, warps, sec in results[:6]:
+        gbs = [t.numel() * 3 / s / 1e12 for t, s in zip(inputs, sec)]
+        rows.append(("quantize", f"triton rows {per_program} chunk {chunk} warps {warps}", sec[0] * 1e3,
+                     f"{sec[1] * 1e3:.3f} ms; {gbs[0]:.2f} | {gbs[1]:.2f} TB/s"))  # fmt: skip
+    best = results[0]
+    triton_quantize.CONFIG.update(rows=best[1], chunk=best[2], warps=best[3])
+    cfg = preset("2b-480p")
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = SanaVideoTransformer3DModel(**cfg).eval().to(torch.bfloat16)
+    quantize_fp8(model)
+    model.compile_repeated_blocks(fullgraph=True, dynamic=False)
+    x = torch.randn(2, 16, 21, 60, 104, device="cuda", dtype=torch.bfloat16)
+    text = torch.randn(2, 300, 2304, device="cuda", dtype=torch.bfloat16)
+    mask = torch.ones(2, 300, dtype=torch.long, device="cuda")
+    mask[:, 100:] = 0
+    t = torch.full((2,), 999, device="cuda")
+    with torch.no_grad():
+        for backend in ("torch", "triton"):
+            torch._dynamo.reset()
+            with use_backend("quantize_rows", backend):
+                sec = timed(lambda: model(x, text, t, encoder_attention_mask=mask), repeats=5, warmup=2)
+            rows.append(("fp8 step", f"compiled, quantize_rows {backend}", sec * 1e3, ""))
+            print("ROW", rows[-1], flush=True)
 
 
 def main() -> None:

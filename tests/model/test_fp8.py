@@ -18,7 +18,8 @@ from tests.conftest import randomize, rel_err, tiny_config
 def test_rows_whose_values_fp8_holds_round_trip_exactly():
     """Each row's amax maps to 448; values that are e4m3 numbers times that scale come back bit for bit,
     and an all-zero row stays zero with a finite scale."""
-    scale = torch.tensor([[0.5], [3.0], [1.0]])
+    # Scales s with 448·s·fp32(1/448) = s exactly (the scale is amax times fp32(1/448), not amax / 448).
+    scale = torch.tensor([[0.5], [2.0], [1.0]])
     held = torch.tensor([[448.0, 2.0, -0.5, 0.0], [-448.0, 26.0, 0.015625, 1.75], [0.0, 0.0, 0.0, 0.0]])
     t = held * scale
     t_fp8, got_scale = quantize_rows(t)

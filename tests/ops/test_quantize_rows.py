@@ -45,6 +45,17 @@ def test_triton_quantization_is_the_reference_bit_for_bit(dtype, shape):
     assert torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
 
 
+@pytest.mark.parametrize("rows_per_program, chunk, warps", [(4, 32, 4), (2, 4096, 4), (8, 64, 8)])
+def test_every_tiling_is_the_reference(monkeypatch, rows_per_program, chunk, warps):
+    """Rows longer than a block (two passes over each row) and row counts that do not divide evenly."""
+    monkeypatch.setitem(triton_quantize.CONFIG, "rows", rows_per_program)
+    monkeypatch.setitem(triton_quantize.CONFIG, "chunk", chunk)
+    monkeypatch.setitem(triton_quantize.CONFIG, "warps", warps)
+    t = (torch.randn(11, 100, generator=torch.Generator().manual_seed(3)) * 5).to(DEVICE)
+    (q, scale), (q_ref, scale_ref) = _both(t)
+    assert torch.equal(scale, scale_ref) and torch.equal(q.view(torch.uint8), q_ref.view(torch.uint8))
+
+
 def test_rows_of_a_strided_view_are_read_where_they_are():
     """A view with a row stride wider than its columns (a slice of a wider matrix)."""
     wide = torch.randn(6, 96, generator=torch.Generator().manual_seed(1)).to(DEVICE)
@@ -53,7 +64,7 @@ def test_rows_of_a_strided_view_are_read_where_they_are():
 
 
 def test_values_fp8_holds_round_trip_exactly():
-    scale = torch.tensor([[0.5], [3.0]])
+    scale = torch.tensor([[0.5], [2.0]])  # 448·s·fp32(1/448) = s exactly
     held = torch.tensor([[448.0, 2.0, -0.5, 0.0], [-448.0, 26.0, 0.015625, 1.75]])
     with use_backend("quantize_rows", "triton"):
         q, got = quantize_rows((held * scale).to(DEVICE))

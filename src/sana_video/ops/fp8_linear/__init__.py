@@ -35,7 +35,8 @@ def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _quantize_rows_torch(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     t = t.float()
-    scale = t.abs().amax(dim=1, keepdim=True).clamp_min(_TINY) / FP8_MAX
+    # times fp32(1/448), not divided by 448: what CUDA's division by a scalar computes, here on every device
+    scale = t.abs().amax(dim=1, keepdim=True).clamp_min(_TINY) * (1 / FP8_MAX)
     return (t / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
 
 
