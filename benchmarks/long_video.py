@@ -227,25 +227,74 @@ def warm_up_sequentially(pipe, device) -> None:
     torch.cuda.synchronize()
 
 
-def end_to_end(pipe, device, minutes, budget_s, rows, results):
+def gpu_timeline(trace_path: Path, chunks: int) -> dict:
+    """From a Chrome trace of the profiled chunks: the window's wall time, the time the GPU ran any
+    kernel (union over streams), each stream's busy time, and the kernel launches of each CPU thread."""
+    events = json.loads(trace_path.read_text())["traceEvents"]
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    launches: dict = {}
+    for e in events:
+        if e.get("cat") == "cuda_runtime" and "Launch" in e.get("name", ""):
+            launches[e["tid"]] = launches.get(e["tid"], 0) + 1
+    spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in kernels)
+    busy, end = 0.0, None
+    for a, b in spans:
+        if end is None or a > end:
+            busy += b - a
+            end = b
+        elif b > end:
+            busy += b - end
+            end = b
+    streams: dict = {}
+    for e in kernels:
+        key = e.get("args", {}).get("stream", "?")
+        streams[key] = streams.get(key, 0.0) + e["dur"]
+    wall = spans[-1][1] - spans[0][0]
+    return {
+        "chunks": chunks,
+        "wall_s_per_chunk": wall / chunks / 1e6,
+        "gpu_busy_s_per_chunk": busy / chunks / 1e6,
+        "stream_busy_s_per_chunk": {str(k): v / chunks / 1e6 for k, v in streams.items()},
+        "launches_per_thread": {str(k): v for k, v in launches.items()},
+    }
+
+
+def end_to_end(pipe, device, minutes, budget_s, rows, results, label="", trace_chunks=0, trace_dir=None):
     fps = 16
     frames = 4 * math.ceil((minutes * 60 * fps - 1) / 4) + 1
     marks = {m: 4 * math.ceil((m * 60 * fps - 1) / 4) + 1 for m in (1, 2, 4) if m <= minutes}
     out = Path(tempfile.mkdtemp()) / "long.mp4"
-    if getattr(pipe.vae.decoder, "_compiled_call_impl", None) is not None:
-        warm_up_sequentially(pipe, device)
-    # Warm up on a short video of three chunks: every compiled variant (the first chunk and later ones,
-    # denoising and state passes) and the cuDNN plans.
-    pipe.write(out.with_name("warmup.mp4"), "a red fox", frames=4 * 30 + 1, height=480, width=832, seed=1)
+    if not label:  # the first run warms up
+        if getattr(pipe.vae.decoder, "_compiled_call_impl", None) is not None:
+            warm_up_sequentially(pipe, device)
+        # Warm up on a short video of three chunks: every compiled variant (the first chunk and later
+        # ones, denoising and state passes) and the cuDNN plans.
+        pipe.write(out.with_name("warmup.mp4"), "a red fox", frames=4 * 30 + 1, height=480, width=832, seed=1)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     seen: dict[int, dict] = {}
     start = time.perf_counter()
+    profiler = None
+    trace_from = 8  # a chunk well into the run: the pipeline is in its steady state
 
     class Budget(Exception):
         pass
 
     def on_chunk(chunk):
+        nonlocal profiler
+        if trace_chunks and chunk.index == trace_from:  # on the write thread, which also stops it
+            profiler = torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            )
+            profiler.start()
+        elif profiler is not None and chunk.index == trace_from + trace_chunks:
+            profiler.stop()
+            name = "long_video_trace" + "".join(c if c.isalnum() else "_" for c in label).rstrip("_")
+            path = Path(trace_dir or tempfile.mkdtemp()) / f"{name}.json"
+            profiler.export_chrome_trace(str(path))
+            profiler = None
+            results[f"timeline{label}"] = timeline = gpu_timeline(path, trace_chunks)
+            print(f"  timeline{label}: {json.dumps(timeline)}", flush=True)
         done = chunk.first_frame + len(chunk.frames)
         elapsed = time.perf_counter() - start
         for minute, mark in marks.items():
@@ -263,13 +312,13 @@ def end_to_end(pipe, device, minutes, budget_s, rows, results):
         finished = True
     except Budget:
         finished = False
-    results["end_to_end"] = {
+    results[f"end_to_end{label}"] = {
         "marks": seen,
         "finished": finished,
         "worker_seconds": getattr(pipe, "last_write_seconds", None),
     }
     for minute, mark in seen.items():
-        rows.append((f"end to end, {minute} min of video ({mark['frames']} frames)", "write()", mark["seconds"],
+        rows.append((f"end to end{label}, {minute} min of video ({mark['frames']} frames)", "write()", mark["seconds"],
                      f"{mark['fps']:.1f} frames/s, peak {mark['peak_gib']:.2f} GiB"))  # fmt: skip
 
 
@@ -290,6 +339,12 @@ def main() -> None:
                         help="VAE decoder calls of this many latent frames: the compiled decoder is timed "
                         "with each, end to end uses the first")  # fmt: skip
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--trace", type=int, default=0, metavar="CHUNKS",
+                        help="profile this many chunks from the 8th on: GPU busy time against wall time")  # fmt: skip
+    parser.add_argument("--trace-dir", help="where the Chrome trace goes (a temporary folder if unset)")
+    parser.add_argument("--no-encode-minutes", type=float, default=0,
+                        help="then a run this long that skips H.264 encoding (frames counted, not written): "
+                        "what encoding on the write thread costs the pipeline")  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -324,7 +379,17 @@ def main() -> None:
     results["settings"] = {"vae": best, "transformer": transformer}
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)
     try:
-        end_to_end(pipe, device, args.minutes, args.budget, rows, results)
+        end_to_end(pipe, device, args.minutes, args.budget, rows, results, "", args.trace, args.trace_dir)
+        if args.no_encode_minutes:
+            from sana_video.video import ChunkedVideoWriter
+
+            def count_only(self, frames):
+                self.frames_written += len(frames)
+                return []
+
+            ChunkedVideoWriter.write_chunk = count_only
+            end_to_end(pipe, device, args.no_encode_minutes, args.budget, rows, results, " (no encoding)",
+                       args.trace, args.trace_dir)  # fmt: skip
     except Exception as e:  # keep what was measured
         rows.append(("end to end", "FAILED", float("nan"), f"{type(e).__name__}: {e}"[:120]))
     report(rows, results, args.json)
@@ -335,11 +400,14 @@ def report(rows, results, json_path) -> None:
     print(f"{'what':50s} {'how':20s} {'seconds':>8s}  note")
     for what, how, seconds, note in rows:
         print(f"{what:50s} {how:20s} {seconds:8.3f}  {note}")
-    if results.get("end_to_end", {}).get("worker_seconds"):
-        print(
-            "worker thread totals (s):",
-            {k: round(v, 1) for k, v in results["end_to_end"]["worker_seconds"].items()},
-        )
+    for key, value in results.items():
+        if key.startswith("end_to_end") and value.get("worker_seconds"):
+            print(
+                f"worker thread totals{key[10:]} (s):",
+                {k: round(v, 1) for k, v in value["worker_seconds"].items()},
+            )
+        if key.startswith("timeline"):
+            print(f"{key}: {json.dumps(value)}")
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2, default=str))
 

@@ -9,7 +9,8 @@
 - matmul: the block's matmul shapes in bf16, float8 with row-wise scales and float8 with one scale per
   tensor (TFLOP/s), and the compiled per-row activation quantization in front of each.
 - conv: the Wan decoder's causal 3×3×3 convs at their 480p shapes (one latent frame a call: new
-  frames + 2 cached) as cuDNN's Conv3d and as three 2D convs over the frames, summed.
+  frames + 2 cached) as cuDNN's Conv3d and as three 2D convs over the frames, summed; without and
+  with cuDNN's autotuner (`torch.backends.cudnn.benchmark`).
 - quantize: the float8 row quantization's Triton tilings against compiled torch, then the compiled
   float8 step with the best tiling against torch's quantization.
 - decoder: one compiled streaming decode of a 10-latent-frame chunk with diffusers' causal convs and
@@ -122,6 +123,13 @@ DECODER_CONVS = [  # Wan2.1 decoder at 480×832, one latent frame a call: (C_in,
 
 
 def conv(rows):
+    for tune in (False, True):
+        torch.backends.cudnn.benchmark = tune
+        _conv(rows, " (cudnn.benchmark)" if tune else "")
+    torch.backends.cudnn.benchmark = False
+
+
+def _conv(rows, suffix):
     for c_in, c_out, frames, h, w in DECODER_CONVS:
         x = torch.randn(1, c_in, frames + 2, h, w, device="cuda", dtype=torch.bfloat16)
         x = x.to(memory_format=torch.channels_last_3d)
@@ -131,7 +139,7 @@ def conv(rows):
         flops = 2 * c_in * c_out * 27 * frames * h * w
         ref = F.conv3d(x, weight, bias, padding=(0, 1, 1)).float()
         sec = timed(lambda: F.conv3d(x, weight, bias, padding=(0, 1, 1)))
-        shape = f"{c_in}->{c_out} {frames}x{h}x{w}"
+        shape = f"{c_in}->{c_out} {frames}x{h}x{w}{suffix}"
         rows.append(("decoder conv", f"{shape} Conv3d", sec * 1e3, f"{flops / sec / 1e12:.0f} TFLOP/s"))
         frames2d = x[0].transpose(0, 1)  # [F+2, C, H, W], channels-last: a view
 

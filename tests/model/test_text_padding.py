@@ -106,3 +106,39 @@ def test_an_all_padding_sample_keeps_every_key(monkeypatch):
     assert seen == [12, 12]
     with torch.no_grad():
         assert rel_err(got, reference(**inputs).sample) <= 1e-5
+
+
+def test_a_reused_mask_is_read_once_and_again_after_a_write(monkeypatch):
+    """Reading the mask waits for the GPU, so a mask reused call after call (a pipeline's) is read once;
+    written in place since, it is read again and cut by its new content (compared with diffusers)."""
+    cfg, ours, reference = _models()
+    inputs = _with_mask(cfg, 300, [list(range(100)), list(range(37))])
+    reads = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(1) or tolist(self))
+    first, seen = _keys_seen(ours, inputs)
+    again, seen_again = _keys_seen(ours, inputs)
+    assert len(reads) == 1 and seen == seen_again == [128, 128]
+    assert torch.equal(first, again)
+    inputs["encoder_attention_mask"][0, :200] = 1  # in place: the mask's version moves on
+    got, seen = _keys_seen(ours, inputs)
+    assert len(reads) == 2 and seen == [256, 256]
+    with torch.no_grad():
+        expected = reference(**inputs).sample
+    assert rel_err(got, expected) < 1e-5
+
+
+def test_a_mask_made_in_inference_mode_is_read_every_call(monkeypatch):
+    """Inference tensors keep no version counter: an in-place write could not be seen, so no caching."""
+    cfg, ours, _ = _models()
+    with torch.inference_mode():
+        inputs = _with_mask(cfg, 300, [list(range(100))])
+    reads = []
+    tolist = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: reads.append(1) or tolist(self))
+    with torch.inference_mode():
+        for _ in range(2):
+            ours(**inputs)
+        inputs["encoder_attention_mask"][0, :200] = 1
+        _, seen = _keys_seen(ours, inputs)
+    assert len(reads) == 3 and seen == [256, 256]

@@ -64,6 +64,19 @@ def test_non_finite_latents_raise(model, inputs):
         _call(model, inputs, hidden_states=x)
 
 
+def test_unchecked_inputs_skip_the_finiteness_check_only_within(model, inputs):
+    """The long-video loop skips the per-call check (a GPU wait) and checks each chunk instead."""
+    x = inputs["hidden_states"].clone()
+    x[0, 0, 0, 0, 0] = math.nan
+    with model.unchecked_inputs(), torch.no_grad():
+        out = model(**{**inputs, "hidden_states": x}).sample
+    assert torch.isnan(out).any()
+    with pytest.raises(RuntimeError), model.unchecked_inputs():
+        raise RuntimeError  # the check comes back after a failure too
+    with pytest.raises(ValueError, match="hidden_states contain NaN"):
+        _call(model, inputs, hidden_states=x)
+
+
 def test_missing_guidance_raises():
     model = SanaVideoTransformer3DModel(**{**CFG, "guidance_embeds": True})
     inputs = make_inputs(CFG, batch=1)  # no guidance drawn: CFG has no guidance_embeds

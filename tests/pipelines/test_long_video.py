@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
@@ -184,6 +186,39 @@ def test_image_start_keeps_the_first_latent_frame(pipe):
                    generator=torch.Generator().manual_seed(0)).frames  # fmt: skip
     expected = pipe.encode_image_latents(pipe.video_processor.preprocess(image, height=32, width=32))
     assert torch.equal(latents[:, :, :1], expected)
+
+
+def _diverging_after_the_first_chunk(pipe, monkeypatch):
+    predict = pipe.predict
+
+    def nan_later(x, t, *args, frame_offset=0, **kwargs):
+        v, state = predict(x, t, *args, frame_offset=frame_offset, **kwargs)
+        return (v * math.nan if frame_offset > 0 else v), state
+
+    monkeypatch.setattr(pipe, "predict", nan_later)
+
+
+def test_a_diverging_chunk_raises_before_it_is_decoded(pipe, monkeypatch):
+    """The model's per-call finiteness check is off in the chunk loop (it waits for the GPU at every
+    call); each finished chunk is checked instead."""
+    _diverging_after_the_first_chunk(pipe, monkeypatch)
+    chunks = pipe.stream("a red circle", frames=25, chunk_frames=2, **SIZE)
+    assert next(chunks).frames is not None
+    with pytest.raises(FloatingPointError, match="latents of chunk 1 contain NaN"):
+        next(chunks)
+    with pytest.raises(FloatingPointError, match="contain NaN"):
+        pipe("a red circle", frames=25, chunk_frames=2, output_type="latent", **SIZE)
+    assert pipe.transformer._check_finite  # the model checks again outside the loop
+
+
+def test_write_stops_at_a_diverging_chunk_keeping_the_frames_before(pipe, monkeypatch, tmp_path):
+    from sana_video.video import read_video
+
+    _diverging_after_the_first_chunk(pipe, monkeypatch)
+    with pytest.raises(FloatingPointError, match="latents of chunk 1"):
+        pipe.write(tmp_path / "v.mp4", "a red circle", frames=25, chunk_frames=2, seed=0, **SIZE)
+    partial = next(tmp_path.glob("*.mp4"))
+    assert len(read_video(partial)[0]) == 9  # chunk 0: 3 latent frames
 
 
 def test_rollouts_beyond_the_rope_table_are_refused(pipe):

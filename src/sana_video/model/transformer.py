@@ -3,8 +3,11 @@ diffusers-format checkpoints, with block-causal state passing for long video."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -127,6 +130,20 @@ class SanaVideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             elif isinstance(module, SanaVideoBlock):
                 nn.init.normal_(module.scale_shift_table, std=module.scale_shift_table.shape[-1] ** -0.5)
         nn.init.normal_(self.scale_shift_table, std=self.scale_shift_table.shape[-1] ** -0.5)
+
+    @contextlib.contextmanager
+    def unchecked_inputs(self) -> Iterator[None]:
+        """Within it, calls skip the check that hidden_states, timestep and guidance are finite, which
+        waits for the GPU once a call. For a caller's loop that checks its own tensors: the long-video
+        pipeline checks each chunk's latents once, on its decode thread."""
+        before = self._check_finite
+        self._check_finite = False
+        try:
+            yield
+        finally:
+            self._check_finite = before
+
+    _check_finite = True
 
     @apply_lora_scale("attention_kwargs")
     def forward(
@@ -278,7 +295,7 @@ class SanaVideoTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
             guidance = guidance.expand(batch) if guidance.numel() == 1 else guidance
             if guidance.numel() != batch:
                 raise ValueError(f"guidance must have one value per sample ({batch}); got {guidance.numel()}")
-        if not _is_tracing():
+        if self._check_finite and not _is_tracing():
             # One synchronisation for all the cheap finiteness checks.
             checks = [torch.isfinite(t).all() for t in (x, timestep, guidance) if t is not None]
             if not bool(torch.stack(checks).all()):
@@ -340,18 +357,40 @@ def _drop_text_padding(
     """
     if mask is None or mask.ndim != 2 or _is_tracing():
         return text, mask
+    span = _kept_span(mask)
+    if span is None:
+        return text, mask
+    start, end = span
+    return text[:, start:end], mask[:, start:end]
+
+
+# The spans of the last few masks seen, so that a mask reused call after call (a pipeline's, every step)
+# is read once: reading it waits for the GPU. An entry holds its mask weakly and its version counter,
+# so a mask that died or was written since is read again.
+_SPANS: list[tuple[weakref.ref, int, tuple[int, int] | None]] = []
+
+
+def _kept_span(mask: torch.Tensor) -> tuple[int, int] | None:
+    """[start, end) of the text positions to keep, or None to keep them all."""
+    version = None if mask.is_inference() else mask._version  # inference tensors keep no version
+    for ref, seen, span in _SPANS:
+        if ref() is mask and version is not None and version == seen:
+            return span
     keep = mask.bool()
     flags = torch.cat([keep.any(0), keep.any(1).all()[None]]).tolist()  # one sync
     columns, every_row = flags[:-1], flags[-1]
     length = len(columns)
-    if not every_row:
-        return text, mask
-    first = columns.index(True)
-    last = length - columns[::-1].index(True)
-    kept = min(length, -(-(last - first) // TEXT_BUCKET) * TEXT_BUCKET)
-    end = min(length, first + kept)
-    start = end - kept
-    return text[:, start:end], mask[:, start:end]
+    span = None
+    if every_row:
+        first = columns.index(True)
+        last = length - columns[::-1].index(True)
+        kept = min(length, -(-(last - first) // TEXT_BUCKET) * TEXT_BUCKET)
+        end = min(length, first + kept)
+        span = (end - kept, end)
+    if version is not None:
+        _SPANS.insert(0, (weakref.ref(mask), version, span))
+        del _SPANS[4:]
+    return span
 
 
 def _text_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
+from sana_video import _transfer
 from sana_video._files import atomic_torch_save
 from sana_video.model import SanaVideoState
 from sana_video.pipelines import sizes
@@ -61,16 +61,24 @@ class _ChunkModel:
     doubled state: one context per guidance branch)."""
 
     def __init__(self, pipe, texts, negative, guidance: float):
-        self.pipe, self.texts, self.negative, self.guidance = pipe, texts, negative, guidance
+        self.pipe, self.guidance = pipe, guidance
+        if guidance > 1.0:  # the same tensors every call: the model reads a mask's padding once
+            pairs: dict[int, tuple] = {}
+            texts = [pairs.setdefault(id(text), (torch.cat([negative[0], text[0]]),
+                                                 torch.cat([negative[1], text[1]]))) for text in texts]  # fmt: skip
+        self.texts = texts
 
     def _run(self, x, t, state, offset, chunk, return_state):
         text, mask = self.texts[chunk]
         if self.guidance > 1.0:
             x, t = torch.cat([x, x]), torch.cat([t, t])
-            text, mask = torch.cat([self.negative[0], text]), torch.cat([self.negative[1], mask])
-        return self.pipe.predict(
-            x, t, text, mask, state=state, frame_offset=offset, return_state=return_state
-        )
+        # The chunk's latents are checked once it is done (check_finite), not at every call: that check
+        # waits for the GPU.
+        transformer = self.pipe.transformer
+        with getattr(transformer, "unchecked_inputs", contextlib.nullcontext)():
+            return self.pipe.predict(
+                x, t, text, mask, state=state, frame_offset=offset, return_state=return_state
+            )
 
     def velocity(self, x, t, state, offset, chunk):
         v, _ = self._run(x, t, state, offset, chunk, False)
@@ -167,7 +175,7 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
 
         def noise(chunk: int, count: int) -> torch.Tensor:
             shape = (latent_shape[0], latent_shape[1], count, *latent_shape[2:])
-            return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+            return _transfer.randn(shape, generator, device)
 
         def make_scheduler():
             if sampler == "few-step":
@@ -195,6 +203,7 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
                              progress=lambda steps: self.progress_bar(total=steps)):  # fmt: skip
             pixels = None
             if decoder is not None:
+                check_finite(chunk.latents, chunk.index)  # decode=False: the consumer checks
                 video = decoder.decode(chunk.latents.to(self.vae.dtype) / inv_std + mean)  # [1, 3, f, H, W]
                 pixels = (video[0].permute(1, 2, 3, 0).float() * 0.5 + 0.5).clamp(0, 1)  # [f, H, W, 3]
             first = 0 if chunk.frame_offset == 0 else 1 + 4 * (chunk.frame_offset - 1)
@@ -212,7 +221,9 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
             raise ValueError(f"output_type must be 'np', 'pt', 'pil' or 'latent' (got {output_type!r})")
         chunks = list(self.stream(prompt, decode=output_type != "latent", **kwargs))
         if output_type == "latent":
-            return SanaVideoPipelineOutput(frames=torch.cat([c.latents for c in chunks], dim=2))
+            latents = torch.cat([c.latents for c in chunks], dim=2)
+            check_finite(latents, "any")
+            return SanaVideoPipelineOutput(frames=latents)
         video = torch.cat([c.frames for c in chunks])  # [F, H, W, 3]
         if output_type == "pt":
             return SanaVideoPipelineOutput(frames=video.permute(0, 3, 1, 2)[None])
@@ -337,6 +348,14 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
         return state, checkpoint["next_chunk"]
 
 
+def check_finite(latents: torch.Tensor, chunk) -> None:
+    """Raise if a finished chunk's latents hold NaN or infinity (the model diverged): before they are
+    decoded and written. (Waits for the GPU: once a chunk, where a check of every model call would wait
+    at every step.)"""
+    if not bool(torch.isfinite(latents).all()):
+        raise FloatingPointError(f"the latents of chunk {chunk} contain NaN or infinite values")
+
+
 class _ChunkFinisher:
     """Finish each chunk off the main thread while the next one is denoised: a decode thread (on its own
     CUDA stream), a write thread (H.264 encoding) and a save thread (the checkpoint), each chunk passing
@@ -361,6 +380,7 @@ class _ChunkFinisher:
         if resume is not None:
             self.decoder.load_state_dict(resume["vae"])
         self.cuda_stream = torch.cuda.Stream() if pipe.vae.device.type == "cuda" else None
+        self.latent_stats: dict = {}  # per device: made once (from lists: a copy that waits for the GPU)
         self.decode_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-decode")
         self.write_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-write")
         self.save_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sana-video-save")
@@ -404,15 +424,25 @@ class _ChunkFinisher:
         ):
             if ready is not None:
                 self.cuda_stream.wait_event(ready)
-            mean, inv_std = pipe._latent_stats(chunk.latents.device, pipe.vae.dtype)
+            check_finite(chunk.latents, chunk.index)
+            device = chunk.latents.device
+            if device not in self.latent_stats:
+                self.latent_stats[device] = pipe._latent_stats(device, pipe.vae.dtype)
+            mean, inv_std = self.latent_stats[device]
             video = self.decoder.decode(chunk.latents.to(pipe.vae.dtype) / inv_std + mean)  # [1, 3, f, H, W]
             frames = (
                 ((video[0].permute(1, 2, 3, 0).float() * 0.5 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
             )
-            frames = frames.cpu()
+            # Copied here, on this stream (not queued behind the next chunk), through pinned memory: a
+            # pageable copy would hold up the main thread's launches while it lasts (_transfer.py).
+            tensors = {"frames": frames}
+            if chunk.state is not None:
+                tensors.update({f"state.{k}": v for k, v in chunk.state.tensors().items()})
+            tensors = _transfer.to_host(tensors)
+            frames = tensors.pop("frames")
             context = None
-            if chunk.state is not None:  # copied here, on this stream, not queued behind the next chunk
-                context = {k: v.cpu() for k, v in chunk.state.tensors().items()}, self.decoder.state_dict()
+            if chunk.state is not None:
+                context = {k[len("state.") :]: v for k, v in tensors.items()}, self.decoder.state_dict()
         self.seconds["decode"] += time.perf_counter() - start
         return frames, context
 

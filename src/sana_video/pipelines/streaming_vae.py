@@ -84,8 +84,9 @@ class StreamingDecoder:
 
     def state_dict(self) -> dict:
         """What rebuilds the decoder's cache: the recent latent frames and how many were decoded."""
-        window = None if self._window is None else self._window.detach().cpu()
-        return {"decoded": self.decoded, "window": window}
+        from sana_video._transfer import to_host
+
+        return {"decoded": self.decoded, "window": to_host({"window": self._window})["window"]}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
+from sana_video import _transfer
 from sana_video.sampling.loop import sample
 from sana_video.sampling.schedulers import step_kwargs
 
@@ -53,16 +53,20 @@ class ReNoiseScheduler:
 
     def set_timesteps(self, num_inference_steps: int | None = None, device: torch.device | str | None = None):
         self.timesteps = torch.tensor(self.schedule, device=device)
+        # σ of each step as float(timestep) / 1000 gives it, read here from a CPU copy: reading the
+        # device tensor would wait for the GPU at every step.
+        self._sigmas = [t / 1000.0 for t in torch.tensor(self.schedule).tolist()]
         self._index = 0
 
     def step(self, model_output, timestep, sample, generator=None, return_dict=False):
-        sigma = float(timestep) / 1000.0
+        """`timestep` is the current one of `timesteps` (steps are taken in order)."""
+        sigma = self._sigmas[self._index]
         x0 = sample.float() - sigma * model_output.float()
         self._index += 1
         if self._index >= len(self.schedule):
             return (x0,)
         next_sigma = self.schedule[self._index] / 1000.0
-        noise = randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=torch.float32)
+        noise = _transfer.randn(x0.shape, generator, x0.device)
         return ((1.0 - next_sigma) * x0 + next_sigma * noise,)
 
 
