@@ -285,13 +285,14 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
         finisher = _ChunkFinisher(self, writer, saved_at, {"format": _CHECKPOINT_FORMAT, "job": _jsonable(job), "seed": seed},
                                   checkpoint, on_chunk)  # fmt: skip
         # Compiled models compile their graphs during the first chunks; FX tracing is process-wide and
-        # a compiled function called on another thread meanwhile raises, so those chunks finish in turn.
+        # a compiled function called on another thread meanwhile raises, so those chunks are decoded in
+        # turn (their encoding and checkpoint, which compile nothing, still overlap the next chunk).
         in_turn = 3 if _has_compiled_modules(self) else 0
         try:
             for chunk in self.stream(prompt, generator=generator, resume=checkpoint, decode=False, **kwargs):
                 finisher.submit(chunk, generator.get_state())
                 if chunk.index - (checkpoint or {}).get("next_chunk", 0) < in_turn:
-                    finisher.wait()
+                    finisher.wait_decoded()
             finisher.wait()
         except BaseException:
             # Interrupted: let the chunk in flight finish, keep the partial video playable and the
@@ -400,6 +401,11 @@ class _ChunkFinisher:
             ready.record()  # the chunk's latents are complete on the main stream here
         self.decoding = self.decode_pool.submit(self._decode, chunk, ready)
         self.writing.append(self.write_pool.submit(self._write, chunk, rng, self.decoding))
+
+    def wait_decoded(self) -> None:
+        """Wait for the chunk being decoded (re-raising a failure)."""
+        if self.decoding is not None:
+            self.decoding.result()
 
     def wait(self) -> None:
         """Wait for every chunk in flight (re-raising a failure of a worker)."""
