@@ -62,10 +62,12 @@ class _ChunkModel:
 
     def __init__(self, pipe, texts, negative, guidance: float):
         self.pipe, self.guidance = pipe, guidance
-        if guidance > 1.0:  # the same tensors every call: the model reads a mask's padding once
-            pairs: dict[int, tuple] = {}
-            texts = [pairs.setdefault(id(text), (torch.cat([negative[0], text[0]]),
-                                                 torch.cat([negative[1], text[1]]))) for text in texts]  # fmt: skip
+        if guidance > 1.0:  # doubled once per prompt: the model reads a mask it has seen for free
+            doubled: dict[int, tuple] = {}
+            for embeds, mask in texts:
+                if id(embeds) not in doubled:
+                    doubled[id(embeds)] = torch.cat([negative[0], embeds]), torch.cat([negative[1], mask])
+            texts = [doubled[id(embeds)] for embeds, _ in texts]
         self.texts = texts
 
     def _run(self, x, t, state, offset, chunk, return_state):
@@ -222,7 +224,7 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
         chunks = list(self.stream(prompt, decode=output_type != "latent", **kwargs))
         if output_type == "latent":
             latents = torch.cat([c.latents for c in chunks], dim=2)
-            check_finite(latents, "any")
+            check_finite(latents)
             return SanaVideoPipelineOutput(frames=latents)
         video = torch.cat([c.frames for c in chunks])  # [F, H, W, 3]
         if output_type == "pt":
@@ -349,12 +351,13 @@ class LongSanaVideoPipeline(SanaVideoPipelineBase):
         return state, checkpoint["next_chunk"]
 
 
-def check_finite(latents: torch.Tensor, chunk) -> None:
+def check_finite(latents: torch.Tensor, chunk: int | None = None) -> None:
     """Raise if a finished chunk's latents hold NaN or infinity (the model diverged): before they are
     decoded and written. (Waits for the GPU: once a chunk, where a check of every model call would wait
     at every step.)"""
     if not bool(torch.isfinite(latents).all()):
-        raise FloatingPointError(f"the latents of chunk {chunk} contain NaN or infinite values")
+        which = "the latents" if chunk is None else f"the latents of chunk {chunk}"
+        raise FloatingPointError(f"{which} contain NaN or infinite values")
 
 
 class _ChunkFinisher:

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from sana_video._transfer import to_host
+
 
 def receptive_field(vae) -> int:
     """Latent frames the decoder's output at one frame depends on, before it (upper bound)."""
@@ -84,8 +86,6 @@ class StreamingDecoder:
 
     def state_dict(self) -> dict:
         """What rebuilds the decoder's cache: the recent latent frames and how many were decoded."""
-        from sana_video._transfer import to_host
-
         return {"decoded": self.decoded, "window": to_host({"window": self._window})["window"]}
 
     @torch.no_grad()
