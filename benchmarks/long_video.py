@@ -9,7 +9,8 @@
 2. End to end: `LongSanaVideoPipeline.write` (few-step sampler: 4 steps + the state pass per chunk,
    H.264 writing and a checkpoint per chunk on the worker thread), transformer compiled (`--fp8`: and in
    float8), VAE in bf16, channels-last and compiled, decoding `--frames-per-call` latent frames a call;
-   frames per second and peak GPU memory when 1, 2 and 4 minutes of video are done.
+   frames per second and peak GPU memory (allocated: live tensors; reserved: what the caching allocator
+   holds from the driver) when 1, 2 and 4 minutes of video are done; `--repeat` runs it again.
 Prints a table; `--json PATH` also saves the numbers.
 """
 
@@ -271,6 +272,9 @@ def end_to_end(pipe, device, minutes, budget_s, rows, results, label="", trace_c
         # ones, denoising and state passes) and the cuDNN plans.
         pipe.write(out.with_name("warmup.mp4"), "a red fox", frames=4 * 30 + 1, height=480, width=832, seed=1)
     torch.cuda.synchronize()
+    # Reserved memory (what the caching allocator holds from the driver: live tensors, their
+    # fragmentation, each stream's cached blocks) starts again from the live tensors.
+    torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     seen: dict[int, dict] = {}
     start = time.perf_counter()
@@ -300,9 +304,11 @@ def end_to_end(pipe, device, minutes, budget_s, rows, results, label="", trace_c
         for minute, mark in marks.items():
             if done >= mark and minute not in seen:
                 seen[minute] = {"frames": done, "seconds": elapsed, "fps": done / elapsed,
-                                "peak_gib": torch.cuda.max_memory_allocated() / 2**30}  # fmt: skip
+                                "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                                "reserved_gib": torch.cuda.max_memory_reserved() / 2**30}  # fmt: skip
                 print(f"  {minute} min: {done} frames in {elapsed:.1f} s = {done / elapsed:.1f} frames/s, "
-                      f"peak {seen[minute]['peak_gib']:.2f} GiB", flush=True)  # fmt: skip
+                      f"peak {seen[minute]['peak_gib']:.2f} GiB allocated, "
+                      f"{seen[minute]['reserved_gib']:.2f} GiB reserved", flush=True)  # fmt: skip
         if elapsed > budget_s:
             raise Budget
 
@@ -319,7 +325,8 @@ def end_to_end(pipe, device, minutes, budget_s, rows, results, label="", trace_c
     }
     for minute, mark in seen.items():
         rows.append((f"end to end{label}, {minute} min of video ({mark['frames']} frames)", "write()", mark["seconds"],
-                     f"{mark['fps']:.1f} frames/s, peak {mark['peak_gib']:.2f} GiB"))  # fmt: skip
+                     f"{mark['fps']:.1f} frames/s, peak {mark['peak_gib']:.2f} GiB allocated, "
+                     f"{mark['reserved_gib']:.2f} GiB reserved"))  # fmt: skip
 
 
 def main() -> None:
@@ -345,6 +352,8 @@ def main() -> None:
     parser.add_argument("--no-encode-minutes", type=float, default=0,
                         help="then a run this long that skips H.264 encoding (frames counted, not written): "
                         "what encoding on the write thread costs the pipeline")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="end-to-end runs (the first warms up): the run-to-run spread of speed and memory")  # fmt: skip
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -380,6 +389,8 @@ def main() -> None:
     print(f"end to end with VAE {best}, transformer {results['settings']['transformer']}", flush=True)
     try:
         end_to_end(pipe, device, args.minutes, args.budget, rows, results, "", args.trace, args.trace_dir)
+        for run in range(2, args.repeat + 1):
+            end_to_end(pipe, device, args.minutes, args.budget, rows, results, f" (run {run})")
         if args.no_encode_minutes:
             from sana_video.video import ChunkedVideoWriter
 

@@ -20,6 +20,7 @@ import statistics
 import time
 
 import torch
+import torch._inductor.config
 from torch.utils.flop_counter import FlopCounterMode
 
 from sana_video import SanaVideoTransformer3DModel
@@ -65,7 +66,18 @@ FORCED = {
     "norms": {"layer_norm_modulate": "triton", "rms_norm": "triton"},
     "plain": {"linear_attention": "eager", "silu_dwconv_glu": "eager"},  # PyTorch where Triton is default
 }
-MODE_WORDS = ("compiled", "fp8", "diffusers-compiled", *FORCED)
+# Inductor settings a mode's words turn on while it compiles (with "compiled"): GEMMs autotuned against
+# Triton templates (Hopper's persistent TMA ones too), pointwise and reduction kernels tuned by coordinate
+# descent.
+INDUCTOR = {
+    "autotune": {
+        "max_autotune_gemm": True,
+        "max_autotune_gemm_backends": "ATEN,TRITON",
+        "triton.enable_persistent_tma_matmul": True,
+    },
+    "cdt": {"coordinate_descent_tuning": True},
+}
+MODE_WORDS = ("compiled", "fp8", "diffusers-compiled", *FORCED, *INDUCTOR)
 
 
 def parse_mode(text: str) -> str:
@@ -83,6 +95,8 @@ def fused_kernels(mode: str):
         for word in mode.split("+"):
             for op, backend in FORCED.get(word, {}).items():
                 stack.enter_context(use_backend(op, backend))
+            if word in INDUCTOR:
+                stack.enter_context(torch._inductor.config.patch(INDUCTOR[word]))
         yield
 
 
@@ -110,7 +124,8 @@ def main() -> None:
                         help="besides eager, words joined by '+': compiled (torch.compile block by block), fp8 "
                         "(model.fp8), fused (every Triton kernel forced), la / dwconv / norms (one Triton "
                         "kernel), plain (PyTorch for the ops whose "
-                        "Triton kernel is the CUDA default); or diffusers-compiled")  # fmt: skip
+                        "Triton kernel is the CUDA default), autotune / cdt (Inductor's GEMM autotuning / "
+                        "coordinate-descent tuning while compiling); or diffusers-compiled")  # fmt: skip
     args = parser.parse_args()
 
     from diffusers import SanaVideoTransformer3DModel as DiffusersSanaVideo
