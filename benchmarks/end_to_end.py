@@ -14,7 +14,8 @@ weights: a check that the fast paths compute the same video, not a quality measu
 
 Runs: `diffusers` (eager), `diffusers-compiled` (its transformer under torch.compile), `ours` (eager, the
 same dtypes), `ours-optimized` (`pipe.optimize()`: compiled blocks, VAE bf16 channels-last with a compiled
-decoder), `ours-fp8` (the same plus FP8 matmuls).
+decoder), `ours-fp8` (the same plus FP8 matmuls); `ours-graphs`, `ours-fp8-graphs`: the same with the transformer
+replayed from CUDA graphs (`optimize(cuda_graphs=True)`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.pipelines.
 
 from tests.pipelines.components import make_tokenizer
 
-RUNS = ("diffusers", "diffusers-compiled", "ours", "ours-optimized", "ours-fp8")
+RUNS = (
+    "diffusers",
+    "diffusers-compiled",
+    "ours",
+    "ours-optimized",
+    "ours-fp8",
+    "ours-graphs",
+    "ours-fp8-graphs",
+)
 PROMPT = "a red fox running through fresh snow at dawn"
 
 
@@ -78,7 +87,7 @@ def make_pipeline(run: str, parts: dict, vae_frames_per_call: int | None = None)
     vae = copy.deepcopy(parts["vae"]) if run != "ours" else parts["vae"]
     pipe = SanaVideoPipeline(**{**parts, "transformer": transformer, "vae": vae})
     if run != "ours":
-        pipe.optimize(fp8=run == "ours-fp8", vae_frames_per_call=vae_frames_per_call)
+        pipe.optimize(fp8="fp8" in run, vae_frames_per_call=vae_frames_per_call, cuda_graphs="graphs" in run)
     return pipe
 
 

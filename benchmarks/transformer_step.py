@@ -24,6 +24,7 @@ import torch._inductor.config
 from torch.utils.flop_counter import FlopCounterMode
 
 from sana_video import SanaVideoTransformer3DModel
+from sana_video.model.cuda_graphs import CUDAGraphTransformer
 from sana_video.model.fp8 import quantize_fp8
 from sana_video.model.presets import preset
 from sana_video.ops import use_backend
@@ -77,7 +78,7 @@ INDUCTOR = {
     },
     "cdt": {"coordinate_descent_tuning": True},
 }
-MODE_WORDS = ("compiled", "fp8", "diffusers-compiled", *FORCED, *INDUCTOR)
+MODE_WORDS = ("compiled", "fp8", "graphs", "diffusers-compiled", *FORCED, *INDUCTOR)
 
 
 def parse_mode(text: str) -> str:
@@ -122,7 +123,7 @@ def main() -> None:
     parser.add_argument("--fp32-check", action="store_true", help="also compare both bf16 models with fp32")
     parser.add_argument("--modes", nargs="*", default=[], type=parse_mode,
                         help="besides eager, words joined by '+': compiled (torch.compile block by block), fp8 "
-                        "(model.fp8), fused (every Triton kernel forced), la / dwconv / norms (one Triton "
+                        "(model.fp8), graphs (replayed from a CUDA graph, model.cuda_graphs), fused (every Triton kernel forced), la / dwconv / norms (one Triton "
                         "kernel), plain (PyTorch for the ops whose "
                         "Triton kernel is the CUDA default), autotune / cdt (Inductor's GEMM autotuning / "
                         "coordinate-descent tuning while compiling); or diffusers-compiled")  # fmt: skip
@@ -197,6 +198,8 @@ def main() -> None:
                     quantize_fp8(model)
                 if "compiled" in mode:
                     model.compile_repeated_blocks(fullgraph=True, dynamic=False)
+                if "graphs" in mode:  # replayed from a CUDA graph (captured on the first call)
+                    step = CUDAGraphTransformer(model)
             with fused_kernels(mode):  # the backends are chosen while tracing, so inside
                 out = step(xb, tb, t, encoder_attention_mask=mask).sample
                 sec, peak = timed(functools.partial(step, xb, tb, t, encoder_attention_mask=mask), device,

@@ -103,6 +103,7 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
         fp8: bool = False,
         vae_frames_per_call: int | None = None,
         vae_fast_convs: bool = True,
+        cuda_graphs: bool = False,
     ):
         """Trade a little exactness for speed (measured on an H200 in docs/PERFORMANCE.md).
 
@@ -119,6 +120,11 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
             eager, ~2 % compiled, at 2–10× the decode memory — so the default stays 1.
         vae_fast_convs: the VAE decoder's causal 3D convs pad inside the convolution and, with
             channels-last weights, run as one 2D conv per temporal tap (`make_causal_convs_fast`).
+        cuda_graphs: replay the transformer's forward from CUDA graphs (`model.cuda_graphs`), one
+            captured per input shape on first use. Saves the host's launch time between kernels; holds the
+            forward's activations in GPU memory between calls (`release_cuda_graphs()` frees them). Long
+            videos' chunks run without. Graphs record the model as it is: call `optimize` after
+            loading weights (adapters loaded, removed or re-weighted later are captured anew).
         """
         if vae_frames_per_call is not None and vae_frames_per_call < 1:  # before changing anything
             raise ValueError(f"vae_frames_per_call must be at least 1, got {vae_frames_per_call}")
@@ -142,7 +148,20 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
             )  # a few fixed shapes per video
             make_upsamplers_compilable(self.vae.decoder)  # else torch 2.11 gives up on the decoder's graph
             self.vae.decoder.compile(dynamic=False)  # a few fixed shapes: first frame, later ones
+        self.release_cuda_graphs()
+        if cuda_graphs:
+            from sana_video.model.cuda_graphs import CUDAGraphTransformer
+
+            self._cuda_graphs = CUDAGraphTransformer(self.transformer)
         return self
+
+    _cuda_graphs = None  # a CUDAGraphTransformer once `optimize(cuda_graphs=True)` made one
+
+    def release_cuda_graphs(self) -> None:
+        """Drop the transformer's CUDA graphs and the memory they hold (later calls run without)."""
+        if self._cuda_graphs is not None:
+            self._cuda_graphs.release()
+        self._cuda_graphs = None
 
     # Text
 
@@ -339,7 +358,9 @@ class SanaVideoPipelineBase(DiffusionPipeline, SanaLoraLoaderMixin):
             pt, ph, pw = transformer.config.patch_size
             grid = (x.shape[2] // pt, x.shape[3] // ph, x.shape[4] // pw)
             t = t[:, None, ::pt, None, None].expand(-1, 1, *grid)
-        v, *next_state = transformer(
+        graphs = self._cuda_graphs
+        run = graphs if graphs is not None and graphs.model is transformer else transformer
+        v, *next_state = run(
             x.to(transformer.dtype),
             encoder_hidden_states=text.to(transformer.dtype),
             timestep=t,
