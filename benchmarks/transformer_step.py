@@ -3,10 +3,12 @@
     python benchmarks/transformer_step.py                      # 2B-480p, 480×832×81, CFG batch 2, bf16, CUDA
     python benchmarks/transformer_step.py --preset tiny --device cpu --latent 5 16 16 --text-len 8   # smoke
 
-Reports, per case: median step time over --repeats timed runs after warm-up, peak memory, the relative
+Reports, per case: median step time over --repeats timed runs after warm-up, the memory the step needs
+(its model's weights plus the peak allocated from its first call on: activations, a CUDA graph's pool;
+before 2026-11-28's fifth session this column was the whole process's peak, other models included), the relative
 error of our output against diffusers' (and against diffusers in fp32 with --fp32-check), and, for the
 long-video chunk, the size of the state. --modes adds ours with Triton kernels forced (`fused`, or one
-of them), compiled, FP8, combined with '+' (`compiled+la+fp8`), and diffusers compiled. Ours compiles block by block (`compile_repeated_blocks`, as
+of them), compiled, FP8, CUDA graphs, combined with '+' (`compiled+la+fp8`), and diffusers compiled. Ours compiles block by block (`compile_repeated_blocks`, as
 `pipe.optimize()`), diffusers as a whole model (`torch.compile`). Prints a table at the end.
 """
 
@@ -35,12 +37,30 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def timed(fn, device, warmup: int, repeats: int) -> tuple[float, float]:
-    """Median seconds per call and peak memory (GiB, CUDA only) of fn()."""
+def memory_mark(device) -> int:
+    """Start a peak-memory measurement: the bytes allocated now (peak statistics reset)."""
+    if device.type != "cuda":
+        return 0
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    return torch.cuda.memory_allocated()
+
+
+def model_bytes(model: torch.nn.Module) -> int:
+    tensors = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def timed(
+    fn, device, warmup: int, repeats: int, weights: int, mark: int | None = None
+) -> tuple[float, float]:
+    """Median seconds per call of fn(), and the memory the step needs (GiB, CUDA only): its model's
+    `weights` plus the peak allocated above `mark` (from `memory_mark`, by default taken here) —
+    activations, a CUDA graph's pool; not the other models and inputs the process holds."""
+    if mark is None:
+        mark = memory_mark(device)
     for _ in range(warmup):
         fn()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(repeats):
         _sync(device)
@@ -48,8 +68,9 @@ def timed(fn, device, warmup: int, repeats: int) -> tuple[float, float]:
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return statistics.median(times), peak
+    if device.type != "cuda":
+        return statistics.median(times), float("nan")
+    return statistics.median(times), (torch.cuda.max_memory_allocated() - mark + weights) / 2**30
 
 
 FUSED_OPS = (
@@ -181,13 +202,11 @@ def main() -> None:
         print(
             f"{case}: {counter.get_total_flops():.3e} FLOPs, floor {floor * 1e3:.0f} ms at {args.peak_tflops} TFLOP/s"
         )
-        sec, peak = timed(
-            lambda: reference(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats
-        )
+        sec, peak = timed(lambda: reference(xb, tb, t, encoder_attention_mask=mask), device, args.warmup,
+                          args.repeats, model_bytes(reference))  # fmt: skip
         report(case, "diffusers eager", sec, peak, "-")
-        sec, peak = timed(
-            lambda: ours(xb, tb, t, encoder_attention_mask=mask), device, args.warmup, args.repeats
-        )
+        sec, peak = timed(lambda: ours(xb, tb, t, encoder_attention_mask=mask), device, args.warmup,
+                          args.repeats, model_bytes(ours))  # fmt: skip
         report(case, "ours eager", sec, peak, f"{err:.2e}")
         for mode in args.modes:
             if mode == "diffusers-compiled":  # the whole model compiled, the baseline's usual way
@@ -201,9 +220,10 @@ def main() -> None:
                 if "graphs" in mode:  # replayed from a CUDA graph (captured on the first call)
                     step = CUDAGraphTransformer(model)
             with fused_kernels(mode):  # the backends are chosen while tracing, so inside
+                mark = memory_mark(device)  # from the first call on (compiling, capturing a graph)
                 out = step(xb, tb, t, encoder_attention_mask=mask).sample
                 sec, peak = timed(functools.partial(step, xb, tb, t, encoder_attention_mask=mask), device,
-                                  args.warmup, args.repeats)  # fmt: skip
+                                  args.warmup, args.repeats, model_bytes(model), mark)  # fmt: skip
             report(case, mode if mode.startswith("diffusers") else f"ours {mode}", sec, peak,
                    f"{rel_err(out, ref_out):.2e}")  # fmt: skip
             del out, step, model
@@ -220,6 +240,7 @@ def main() -> None:
             device,
             args.warmup,
             args.repeats,
+            model_bytes(ours),
         )
         report(f"chunk {chunk}x{height}x{width} B=1 +state", "ours eager", sec, peak,
                f"state {state.nbytes / 2**20:.1f} MiB")  # fmt: skip
@@ -229,7 +250,7 @@ def main() -> None:
     if errs32[0] is not None:
         print(f"rel. error vs diffusers fp32: ours bf16 {errs32[0]:.2e}, diffusers bf16 {errs32[1]:.2e}")
     print(f"FLOP floor of the {args.preset} step: {floor * 1e3:.0f} ms ({args.peak_tflops} TFLOP/s)")
-    print(f"{'case':44s} {'impl':24s} {'median s':>9s} {'floor/s':>8s} {'peak GiB':>9s}  note")
+    print(f"{'case':44s} {'impl':24s} {'median s':>9s} {'floor/s':>8s} {'GiB':>9s}  note")
     for case, impl, sec, peak, note in rows:
         share = f"{floor / sec:8.0%}" if case.startswith(args.preset) else " " * 8
         print(f"{case:44s} {impl:24s} {sec:9.3f} {share} {peak:9.1f}  {note}")
