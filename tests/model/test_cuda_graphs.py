@@ -111,7 +111,7 @@ def test_replays_match_the_model(compiled):
 
 
 @cuda_only
-def test_adapter_scale_and_new_weights_capture_new_graphs():
+def test_new_or_moved_weights_capture_new_graphs():
     model = _model("cuda")
     runner = CUDAGraphTransformer(model)
     inputs = _to(make_inputs(model.config, batch=1, seed=1), "cuda")
@@ -121,7 +121,13 @@ def test_adapter_scale_and_new_weights_capture_new_graphs():
         block.attn1.to_out[0].weight = torch.nn.Parameter(block.attn1.to_out[0].weight * 2)  # replaced
         got = runner(**inputs).sample
         assert torch.allclose(got, model(**inputs).sample, rtol=1e-5, atol=1e-5)
-    assert runner.captures == 2
+        block.attn2.to_q.weight.data = block.attn2.to_q.weight.data * 3  # moved to new memory
+        got = runner(**inputs).sample
+        assert torch.allclose(got, model(**inputs).sample, rtol=1e-5, atol=1e-5)
+        block.attn2.to_q.weight.mul_(0.5)  # in place: the graph reads it where it is
+        got = runner(**inputs).sample
+        assert torch.allclose(got, model(**inputs).sample, rtol=1e-5, atol=1e-5)
+    assert runner.captures == 3
 
 
 @pytest.mark.parametrize("kind", ["t2v", "i2v"])

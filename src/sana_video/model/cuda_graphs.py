@@ -10,8 +10,8 @@ What a graph bakes in, and so what the signature holds: the input shapes and dty
 kept after the padding cut (done here, so the graph sees an additive bias and never reads the mask on
 the host), the LoRA scale and the model's parameters and adapter scalings (a loaded, removed or
 re-weighted adapter captures a new graph). Calls it cannot replay run the model directly: not on CUDA,
-with autograd, or for a long video's chunk (with a state or a frame offset: RoPE positions differ per
-chunk).
+with autograd, with CPU offloading (the weights move during the call), or for a long video's chunk (with a
+state or a frame offset: RoPE positions differ per chunk).
 
 Graphs share one memory pool, which keeps the forward's activations allocated between calls (the
 price of replaying): `release()` frees it.
@@ -73,6 +73,7 @@ class CUDAGraphTransformer:
             or return_state
             or not hidden_states.is_cuda
             or torch.is_grad_enabled()
+            or hasattr(model, "_hf_hook")  # offloading (accelerate) moves the weights during the call
         ):
             return model(
                 hidden_states,
@@ -173,10 +174,10 @@ class _Graph:
 
 
 def _model_signature(model: torch.nn.Module) -> tuple:
-    """What a captured graph depends on besides its inputs: which parameter tensors the model holds
-    (adapters added or removed, weights replaced) and its adapters' scalings (a Python number the graph
-    recorded). Weights changed in place need no new graph: the graph reads them where they are."""
-    params = tuple(id(p) for p in model.parameters())
+    """What a captured graph depends on besides its inputs: where the model's weights are (adapters added
+    or removed, weights replaced or moved) and its adapters' scalings (Python numbers the graph recorded).
+    Weights changed in place need no new graph: the graph reads them where they are."""
+    params = tuple(p.data_ptr() for p in model.parameters())
     scalings = tuple(
         (name, tuple(sorted(module.scaling.items())))
         for name, module in model.named_modules()
