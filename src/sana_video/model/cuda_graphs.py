@@ -19,6 +19,7 @@ price of replaying): `release()` frees it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -26,10 +27,10 @@ from typing import Any
 import torch
 
 from sana_video.model.transformer import (
-    TEXT_MASK_BIAS,
     SanaVideoTransformer3DModel,
     SanaVideoTransformerOutput,
     _drop_text_padding,
+    _text_bias,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,16 +62,12 @@ class CUDAGraphTransformer:
         encoder_attention_mask: torch.Tensor | None = None,
         guidance: torch.Tensor | float | None = None,
         attention_kwargs: dict[str, Any] | None = None,
-        state=None,
-        frame_offset: int = 0,
-        return_state: bool = False,
         return_dict: bool = True,
+        **chunk_args,  # state, frame_offset, return_state: a long video's chunk, which runs the model
     ):
         model = self.model
         if (
-            state is not None
-            or frame_offset
-            or return_state
+            any(chunk_args.values())
             or not hidden_states.is_cuda
             or torch.is_grad_enabled()
             or hasattr(model, "_hf_hook")  # offloading (accelerate) moves the weights during the call
@@ -82,10 +79,8 @@ class CUDAGraphTransformer:
                 encoder_attention_mask,
                 guidance,
                 attention_kwargs=attention_kwargs,
-                state=state,
-                frame_offset=frame_offset,
-                return_state=return_state,
                 return_dict=return_dict,
+                **chunk_args,
             )
         inputs = self.graph_inputs(
             hidden_states, encoder_hidden_states, timestep, encoder_attention_mask, guidance
@@ -118,7 +113,7 @@ class CUDAGraphTransformer:
         timestep, guidance = model._check_conditioning(hidden_states, timestep, guidance, grid)
         text, mask = _drop_text_padding(encoder_hidden_states, encoder_attention_mask)
         if mask is not None and mask.ndim == 2:
-            mask = ((1 - mask.to(model.dtype)) * TEXT_MASK_BIAS)[:, None]
+            mask = _text_bias(mask, model.dtype)[:, 0]  # [B, 1, L]
         inputs = {"x": hidden_states, "text": text, "t": timestep, "mask": mask, "guidance": guidance}
         return {k: v for k, v in inputs.items() if v is not None}
 
@@ -137,9 +132,7 @@ class CUDAGraphTransformer:
     def _capture(self, key: tuple, inputs: dict[str, torch.Tensor], attention_kwargs) -> _Graph:
         model = self.model
         static = {name: value.clone() for name, value in inputs.items()}
-
-        def run() -> torch.Tensor:
-            return self.run(static, attention_kwargs)
+        run = functools.partial(self.run, static, attention_kwargs)
 
         # Warm-up on a side stream (as PyTorch's graph recipe): compiles and lazily made tables happen
         # here, outside the capture, where waiting for the GPU is allowed.
